@@ -1,0 +1,497 @@
+"""PPO with the clipped surrogate objective (Schulman et al. 2017, "Proximal Policy Optimization").
+
+Each iteration collects num_envs x num_steps transitions with pi_old, estimates advantages with GAE,
+then runs several epochs of minibatch Adam on
+
+    L(theta) = -E[min(r A, clip(r, 1 - eps, 1 + eps) A)] + c_v L_V - c_e H[pi_theta],
+    r = pi_theta(a|s) / pi_old(a|s)                                   (PPO paper, eqs. 7 and 9)
+
+Discrete actions use a categorical policy, Box actions a diagonal Gaussian with a state-independent
+log-std; continuous control normalises observations and scales rewards by default.
+
+    python ppo_clip.py                                          # CartPole-v1, classic-control preset
+    python ppo_clip.py --env-id HalfCheetah-v5 --total-timesteps 1000000 --num-envs 1 --num-steps 2048 \
+        --num-minibatches 32 --update-epochs 10 --learning-rate 3e-4 --ent-coef 0.0   # MuJoCo preset
+    python ppo_clip.py --eval-checkpoint runs/RUN/ppo_clip.pt --capture-video   # evaluate a saved model
+"""
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
+
+from gae import compute_gae
+
+Distribution.set_default_validate_args(False)
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (the checkpoint is runs/{run_name}/{exp_name}.pt)"""
+    seed: int = 1
+    """seed of python, numpy, torch and the environments"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """train on the GPU (tiny MLPs are usually faster on the CPU)"""
+    torch_threads: int = 1
+    """CPU threads for torch; one is fastest for tiny MLPs"""
+    track: bool = False
+    """log to Weights and Biases (set WANDB_MODE=offline to run without network)"""
+    wandb_project_name: str = "policy-gradients"
+    """the wandb project name"""
+    wandb_entity: Optional[str] = None
+    """the wandb entity (team)"""
+    capture_video: bool = False
+    """film the evaluation episodes to runs/{run_name}/videos"""
+    save_model: bool = False
+    """save weights, normalisation statistics and args to runs/{run_name}/{exp_name}.pt"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes at the end of training (0 to skip)"""
+    eval_checkpoint: Optional[str] = None
+    """evaluate this saved .pt file instead of training (with --eval-episodes, --capture-video)"""
+
+    # Algorithm specific arguments
+    env_id: str = "CartPole-v1"
+    """the id of the Gymnasium environment"""
+    total_timesteps: int = 500000
+    """total environment steps of the experiment"""
+    learning_rate: float = 2.5e-4
+    """the learning rate of the optimizer"""
+    num_envs: int = 4
+    """the number of parallel environments"""
+    num_steps: int = 128
+    """the number of steps to run in each environment per rollout"""
+    anneal_lr: bool = True
+    """decay the learning rate linearly to zero"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda of generalised advantage estimation"""
+    num_minibatches: int = 4
+    """the number of minibatches the batch is split into"""
+    update_epochs: int = 4
+    """the number of epochs over the batch per iteration"""
+    norm_adv: bool = True
+    """normalise advantages per minibatch"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient epsilon"""
+    clip_vloss: bool = True
+    """clip the value loss around the old value estimates"""
+    ent_coef: float = 0.01
+    """coefficient of the entropy bonus"""
+    vf_coef: float = 0.5
+    """coefficient of the value loss"""
+    max_grad_norm: float = 0.5
+    """the maximum global norm of the gradient"""
+    target_kl: Optional[float] = None
+    """stop the epochs early once the approximate KL exceeds this"""
+    norm_obs: Optional[bool] = None
+    """normalise observations by running mean/std (default: on for continuous actions)"""
+    norm_reward: Optional[bool] = None
+    """scale rewards by the running std of the discounted return (default: on for continuous actions)"""
+
+
+def check_args(args: Args) -> None:
+    """Reject bad input with a one-line error before anything is built."""
+    positive = ["total_timesteps", "learning_rate", "num_envs", "num_steps", "num_minibatches", "update_epochs",
+                "clip_coef", "max_grad_norm", "torch_threads"]
+    problems = [f"--{k.replace('_', '-')} must be positive, got {getattr(args, k)}" for k in positive
+                if not getattr(args, k) > 0]
+    problems += [f"--{k.replace('_', '-')} must be in [0, 1], got {getattr(args, k)}" for k in ["gamma", "gae_lambda"]
+                 if not 0 <= getattr(args, k) <= 1]
+    problems += [f"--{k.replace('_', '-')} must be >= 0, got {getattr(args, k)}" for k in ["ent_coef", "vf_coef", "eval_episodes"]
+                 if not getattr(args, k) >= 0]
+    batch_size = args.num_envs * args.num_steps
+    if not problems and batch_size % args.num_minibatches:
+        problems.append(f"--num-minibatches {args.num_minibatches} does not divide the batch of "
+                        f"{args.num_envs} envs x {args.num_steps} steps = {batch_size}")
+    if not problems and args.total_timesteps < batch_size and args.eval_checkpoint is None:
+        problems.append(f"--total-timesteps {args.total_timesteps} is less than one batch ({batch_size})")
+    if args.cuda and not torch.cuda.is_available():
+        problems.append("--cuda was given but CUDA is not available")
+    if args.eval_checkpoint is not None and not os.path.isfile(args.eval_checkpoint):
+        problems.append(f"--eval-checkpoint {args.eval_checkpoint}: no such file")
+    if problems:
+        sys.exit(f"error: {problems[0]}")
+
+
+def make_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    """Synchronous vector env in SAME_STEP autoreset mode: every step is a real transition and the
+    last observation of a finished episode arrives in infos["final_obs"]. With copy=False the returned
+    arrays are reused by the next step, so callers copy them (into the rollout buffers) at once."""
+    try:
+        envs = gym.make_vec(env_id, num_envs, vectorization_mode="sync",
+                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "copy": False})
+    except gym.error.Error as e:
+        sys.exit(f"error: cannot make environment {env_id!r}: {e}")
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        sys.exit(f"error: {env_id} has observation space {obs_space}; supported: a 1-D Box")
+    if not (isinstance(act_space, gym.spaces.Discrete)
+            or (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1)):
+        sys.exit(f"error: {env_id} has action space {act_space}; supported: Discrete (categorical policy) "
+                 "or a 1-D Box (Gaussian policy)")
+    return envs
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class RunningNorm(nn.Module):
+    """Running mean and variance (parallel update of Chan et al.); normalises as clip((x - mean) / std)."""
+
+    def __init__(self, shape, clip: float = 10.0, eps: float = 1e-8):
+        super().__init__()
+        self.clip, self.eps = clip, eps
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("var", torch.ones(shape))
+        self.register_buffer("count", torch.tensor(1e-4))
+
+    def update(self, x: torch.Tensor) -> None:
+        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / torch.sqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
+
+
+class Agent(nn.Module):
+    """Separate 2 x 64 tanh actor and critic; the policy is described by a tensor of parameters
+    (logits, or Gaussian mean and log-std) so the old distribution can be stored and rebuilt exactly."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space, norm_obs: bool):
+        super().__init__()
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        n_out = action_space.shape[0] if self.continuous else int(action_space.n)
+        self.obs_norm = RunningNorm(obs_dim) if norm_obs else nn.Identity()
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),
+        )
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, n_out), std=0.01),
+        )
+        if self.continuous:
+            self.actor_logstd = nn.Parameter(torch.zeros(n_out))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.obs_norm(obs)).squeeze(-1)
+
+    def policy_params(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.actor(self.obs_norm(obs))
+        return torch.cat([out, self.actor_logstd.expand_as(out)], -1) if self.continuous else out
+
+    def dist(self, params: torch.Tensor) -> Distribution:
+        if not self.continuous:
+            return Categorical(logits=params)
+        mean, logstd = params.chunk(2, dim=-1)
+        return Independent(Normal(mean, logstd.exp()), 1)
+
+    def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log pi(a|s) and H[pi(.|s)] straight from the parameters (the same values as dist(params), fewer ops):
+        categorical: log softmax(z)_a and -sum p log p; Gaussian: sum_i log N(a_i; mu_i, sigma_i), sum_i log(sigma_i sqrt(2 pi e))."""
+        if not self.continuous:
+            log_p = params.log_softmax(-1)
+            return log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1), -(log_p.exp() * log_p).sum(-1)
+        mean, logstd = params.chunk(2, dim=-1)
+        log_prob = -0.5 * ((actions - mean) / logstd.exp()) ** 2 - logstd - 0.5 * math.log(2 * math.pi)
+        return log_prob.sum(-1), (logstd + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+
+    def sample(self, params: torch.Tensor) -> torch.Tensor:
+        """a ~ dist(params) without building a Distribution (the rollout's hot path): Gumbel-max,
+        argmax(logits + Gumbel noise), for a categorical; mean + std * N(0, 1) for a Gaussian."""
+        if not self.continuous:
+            return (params - torch.empty_like(params).exponential_().log()).argmax(-1)
+        mean, logstd = params.chunk(2, dim=-1)
+        return mean + logstd.exp() * torch.randn_like(mean)
+
+
+def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """-E[min(r A, clip(r, 1 - eps, 1 + eps) A)]: the negated L^CLIP of PPO eq. 7."""
+    return torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+
+
+def value_loss(new_values, old_values, returns, clip_coef: Optional[float]) -> torch.Tensor:
+    """0.5 E[(V - R)^2]; clipped: 0.5 E[max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)]."""
+    loss = (new_values - returns) ** 2
+    if clip_coef is not None:
+        clipped = old_values + (new_values - old_values).clamp(-clip_coef, clip_coef)
+        loss = torch.max(loss, (clipped - returns) ** 2)
+    return 0.5 * loss.mean()
+
+
+def scaling_returns(rewards, dones, gamma: float, running_return: torch.Tensor):
+    """R_t = gamma R_{t-1} (1 - done_{t-1}) + r_t per env: the return whose std rewards are divided by."""
+    returns = torch.empty_like(rewards)
+    for t in range(rewards.shape[0]):
+        running_return = gamma * running_return + rewards[t]
+        returns[t] = running_return
+        running_return = running_return * (1 - dones[t].to(rewards.dtype))
+    return returns, running_return
+
+
+def check_can_render(env_id: str) -> None:
+    """--capture-video: fail before training, not after it, if the env cannot draw frames."""
+    try:
+        env = gym.make(env_id, render_mode="rgb_array")
+        env.reset(seed=0)
+        env.render()
+        env.close()
+    except Exception as e:
+        sys.exit(f"error: --capture-video: {env_id} cannot render ({type(e).__name__}: {e}); "
+                 "for MuJoCo set MUJOCO_GL=egl or MUJOCO_GL=osmesa")
+
+
+def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
+    var_y = y_true.var()
+    return float("nan") if var_y == 0 else (1 - (y_true - y_pred).var() / var_y).item()
+
+
+def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_dir: Optional[str] = None):
+    """Deterministic episodes (argmax or Gaussian mean) with frozen normalisation; returns their returns."""
+    env = gym.make(env_id, render_mode="rgb_array" if video_dir else None)
+    if video_dir:
+        env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda _: True, disable_logger=True)
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, episode_return = False, 0.0
+        while not done:
+            with torch.inference_mode():
+                obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+                action = agent.dist(agent.policy_params(obs_t)).mode.cpu().numpy()
+            if agent.continuous:
+                action = np.clip(action, env.action_space.low, env.action_space.high)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+def save_checkpoint(path: str, agent: Agent, return_norm: RunningNorm, args: Args) -> None:
+    """Write atomically: a crash mid-write never leaves a truncated checkpoint behind."""
+    tmp = f"{path}.tmp"
+    torch.save({"model": agent.state_dict(), "return_norm": return_norm.state_dict(), "args": asdict(args)}, tmp)
+    os.replace(tmp, path)
+
+
+def load_agent(path: str, device) -> tuple[Agent, Args]:
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    args = Args(**checkpoint["args"])
+    envs = make_env(args.env_id, 1)
+    agent = Agent(envs.single_observation_space.shape[0], envs.single_action_space, args.norm_obs).to(device)
+    agent.load_state_dict(checkpoint["model"])
+    envs.close()
+    return agent.eval(), args
+
+
+def evaluate_checkpoint(args: Args) -> None:
+    """`--eval-checkpoint PATH`: evaluate (and with --capture-video film) a saved model."""
+    check_args(args)
+    torch.set_num_threads(args.torch_threads)
+    device = torch.device("cuda" if args.cuda else "cpu")
+    agent, saved = load_agent(args.eval_checkpoint, device)
+    video_dir = os.path.join(os.path.dirname(args.eval_checkpoint), "videos") if args.capture_video else None
+    returns = evaluate(agent, saved.env_id, max(args.eval_episodes, 1), args.seed + 10_000, device, video_dir)
+    print(f"{saved.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
+          f"over {len(returns)} deterministic episodes" + (f"; videos in {video_dir}" if video_dir else ""))
+
+
+def train(args: Args) -> None:
+    check_args(args)
+    batch_size = args.num_envs * args.num_steps
+    minibatch_size = batch_size // args.num_minibatches
+    num_iterations = args.total_timesteps // batch_size
+    env_name = args.env_id.split(":")[-1].replace("/", "-")  # "module:ns/Name-v0" -> "ns-Name-v0"
+    run_name = f"{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    device = torch.device("cuda" if args.cuda else "cpu")
+
+    envs = make_env(args.env_id, args.num_envs)
+    continuous = isinstance(envs.single_action_space, gym.spaces.Box)
+    args.norm_obs = continuous if args.norm_obs is None else args.norm_obs
+    args.norm_reward = continuous if args.norm_reward is None else args.norm_reward
+    if args.capture_video and args.eval_episodes:
+        check_can_render(args.env_id)
+
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    metrics_file = open(os.path.join(run_dir, "metrics.jsonl"), "w")
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
+                   name=run_name, dir=run_dir, save_code=True)
+        wandb.define_metric("*", step_metric="global_step")
+
+    def log(global_step: int, values: dict) -> None:
+        row = {"global_step": global_step, **values}
+        metrics_file.write(json.dumps(row) + "\n")
+        if args.track:
+            wandb.log(row)
+
+    obs_dim = envs.single_observation_space.shape[0]
+    agent = Agent(obs_dim, envs.single_action_space, args.norm_obs).to(device)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    return_norm = RunningNorm(()).to(device)
+    running_return = torch.zeros(args.num_envs, device=device)
+    if continuous:
+        action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
+
+    # Rollout storage, time-major (T, N, ...), in numpy: moved to the device once per rollout.
+    # next_obs holds the true s_{t+1}: the final observation where an episode ended.
+    obs_buf = np.zeros((args.num_steps, args.num_envs, obs_dim), dtype=np.float32)
+    next_obs_buf = np.zeros_like(obs_buf)
+    action_buf = np.zeros((args.num_steps, args.num_envs) + envs.single_action_space.shape,
+                          dtype=np.float32 if continuous else np.int64)
+    reward_buf, terminated_buf, done_buf = (np.zeros((args.num_steps, args.num_envs), dtype=np.float32) for _ in range(3))
+    episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)
+
+    global_step, start_time = 0, time.time()
+    recent_returns = deque(maxlen=100)
+    observation, _ = envs.reset(seed=args.seed)
+
+    for iteration in range(1, num_iterations + 1):
+        if args.anneal_lr:
+            optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
+
+        # Rollout with pi_old: the actor only samples; log-probs and values come in one batch afterwards.
+        episodes = []
+        for step in range(args.num_steps):
+            global_step += args.num_envs
+            obs_buf[step] = observation
+            with torch.inference_mode():
+                action_buf[step] = agent.sample(agent.policy_params(torch.from_numpy(obs_buf[step]).to(device))).cpu()
+            observation, reward_buf[step], terminated_buf[step], truncated, infos = envs.step(
+                np.clip(action_buf[step], action_low, action_high) if continuous else action_buf[step])
+            done_buf[step] = terminated_buf[step] + truncated
+            next_obs_buf[step] = observation
+            episode_return += reward_buf[step]
+            episode_length += 1
+            if "final_obs" in infos:
+                ended = np.flatnonzero(infos["_final_obs"])
+                next_obs_buf[step, ended] = np.stack(infos["final_obs"][ended])
+                episodes += [(global_step, episode_return[i], episode_length[i]) for i in ended]
+                episode_return[ended], episode_length[ended] = 0, 0
+
+        for step_of_end, ret, length in episodes:
+            recent_returns.append(float(ret))
+            log(step_of_end, {"charts/episodic_return": float(ret), "charts/episodic_length": int(length)})
+
+        # Advantages with V from before the update; truncated steps bootstrap from V(final obs).
+        # (On the CPU these tensors share memory with the buffers, which the next rollout overwrites.)
+        obs, next_obs, actions, rewards, terminated, dones = (torch.from_numpy(b).to(device) for b in (
+            obs_buf, next_obs_buf, action_buf, reward_buf, terminated_buf, done_buf))
+        with torch.no_grad():
+            # pi_old is frozen during the rollout, so its batched parameters equal the per-step ones exactly.
+            old_params = agent.policy_params(obs)
+            logprobs, _ = agent.log_prob_entropy(old_params, actions)
+            if args.norm_reward:
+                scaled_returns, running_return = scaling_returns(rewards, dones, args.gamma, running_return)
+                return_norm.update(scaled_returns.flatten())
+                rewards = (rewards / torch.sqrt(return_norm.var + return_norm.eps)).clamp(-10, 10)
+            values = agent.value(obs)
+            next_values = agent.value(next_obs)
+            advantages = compute_gae(rewards, values, next_values, terminated, dones, args.gamma, args.gae_lambda)
+            returns = advantages + values
+
+        # Several epochs of minibatch Adam on the clipped surrogate (PPO eq. 9): every epoch reshuffles the
+        # batch once and cuts it into disjoint minibatches (views, no per-minibatch gathers).
+        batch = [x.flatten(0, 1) for x in (obs, actions, logprobs, advantages, returns, values)]
+        stats = []
+        for epoch in range(args.update_epochs):
+            permutation = torch.randperm(batch_size, device=device)
+            for mb_obs, mb_actions, mb_logprobs, mb_advantages, mb_returns, mb_values in zip(
+                    *(x[permutation].split(minibatch_size) for x in batch)):
+                new_logprobs, entropy = agent.log_prob_entropy(agent.policy_params(mb_obs), mb_actions)
+                logratio = new_logprobs - mb_logprobs
+                ratio = logratio.exp()
+                if args.norm_adv:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                pg_loss = clipped_surrogate(ratio, mb_advantages, args.clip_coef)
+                v_loss = value_loss(agent.value(mb_obs), mb_values, mb_returns, args.clip_coef if args.clip_vloss else None)
+                entropy = entropy.mean()
+                loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
+                if not torch.isfinite(loss):
+                    sys.exit(f"error: the loss became {loss.item()} at step {global_step} (policy {pg_loss.item()}, "
+                             f"value {v_loss.item()}); try a lower --learning-rate or check the env's observations/rewards")
+
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+                optimizer.step()
+
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - logratio).mean()  # k3 estimator of KL(old || new)
+                    clipfrac = ((ratio - 1).abs() > args.clip_coef).float().mean()
+                    stats.append(torch.stack([pg_loss, v_loss, entropy, approx_kl, clipfrac]))
+            if args.target_kl is not None and torch.stack(stats)[:, 3].mean() > args.target_kl:
+                break
+
+        b_obs = batch[0]
+        with torch.no_grad():
+            kl = kl_divergence(agent.dist(old_params.flatten(0, 1)), agent.dist(agent.policy_params(b_obs))).mean()
+            if args.norm_obs:  # statistics move once per iteration so pi_old and the update see the same inputs
+                agent.obs_norm.update(b_obs)
+        pg_loss, v_loss, entropy, approx_kl, clipfrac = torch.stack(stats).mean(0).tolist()
+        sps = int(global_step / (time.time() - start_time))
+        log(global_step, {
+            "charts/SPS": sps, "charts/learning_rate": optimizer.param_groups[0]["lr"],
+            "losses/policy_loss": pg_loss, "losses/value_loss": v_loss, "losses/entropy": entropy,
+            "losses/approx_kl": approx_kl, "losses/clipfrac": clipfrac, "losses/kl": kl.item(),
+            "losses/explained_variance": explained_variance(values, returns),
+        })
+        metrics_file.flush()
+        mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+        eta = (args.total_timesteps - global_step) / max(sps, 1)
+        print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} | ETA {eta:.0f}s", flush=True)
+
+    envs.close()
+    if args.save_model:
+        model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        save_checkpoint(model_path, agent, return_norm, args)
+        print(f"model saved to {model_path}")
+    if args.eval_episodes:
+        video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+        eval_returns = evaluate(agent.eval(), args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
+        log(global_step, {"eval/episodic_return": float(np.mean(eval_returns))})
+        print(f"eval/episodic_return {np.mean(eval_returns):.2f} +- {np.std(eval_returns):.2f} "
+              f"over {args.eval_episodes} deterministic episodes")
+    metrics_file.close()
+    if args.track:
+        wandb.finish()
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    evaluate_checkpoint(args) if args.eval_checkpoint else train(args)

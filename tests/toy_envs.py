@@ -1,0 +1,36 @@
+"""Tiny environments that make one behaviour observable. Registered on import, so a subprocess can
+use them as `--env-id tests.toy_envs:toy/Count-v0` (with the repo root on PYTHONPATH)."""
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.spaces import Box, Discrete, MultiDiscrete
+
+
+class CountEnv(gym.Env):
+    """Observation = steps taken in this episode; reward 1 per step; terminates after `terminate_at` steps
+    if given (the registered time limit truncates otherwise). `reward` may be NaN to poison the loss."""
+
+    observation_space = Box(0.0, np.inf, (1,), np.float32)
+    action_space = Discrete(2)
+
+    def __init__(self, terminate_at=None, reward=1.0, action_space=None):
+        self.terminate_at, self.reward = terminate_at, reward
+        if action_space is not None:
+            self.action_space = action_space
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.steps = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.steps += 1
+        terminated = self.terminate_at is not None and self.steps >= self.terminate_at
+        return np.array([self.steps], np.float32), self.reward, terminated, False, {}
+
+
+gym.register("toy/Count-v0", entry_point=CountEnv, max_episode_steps=5)
+gym.register("toy/CountTerminating-v0", entry_point=CountEnv, max_episode_steps=5, kwargs={"terminate_at": 3})
+gym.register("toy/NaNReward-v0", entry_point=CountEnv, max_episode_steps=5, kwargs={"reward": float("nan")})
+gym.register("toy/MultiDiscreteActions-v0", entry_point=CountEnv, max_episode_steps=5,
+             kwargs={"action_space": MultiDiscrete([2, 3])})
