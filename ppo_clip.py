@@ -107,14 +107,12 @@ class Args:
 
 def check_args(args: Args) -> None:
     """Reject bad input with a one-line error before anything is built."""
-    positive = ["total_timesteps", "learning_rate", "num_envs", "num_steps", "num_minibatches", "update_epochs",
-                "clip_coef", "max_grad_norm", "torch_threads"]
-    problems = [f"--{k.replace('_', '-')} must be positive, got {getattr(args, k)}" for k in positive
-                if not getattr(args, k) > 0]
-    problems += [f"--{k.replace('_', '-')} must be in [0, 1], got {getattr(args, k)}" for k in ["gamma", "gae_lambda"]
-                 if not 0 <= getattr(args, k) <= 1]
-    problems += [f"--{k.replace('_', '-')} must be >= 0, got {getattr(args, k)}" for k in ["ent_coef", "vf_coef", "eval_episodes"]
-                 if not getattr(args, k) >= 0]
+    rules = [("must be positive", lambda v: v > 0, ["total_timesteps", "learning_rate", "num_envs", "num_steps",
+              "num_minibatches", "update_epochs", "clip_coef", "max_grad_norm", "torch_threads"]),
+             ("must be in [0, 1]", lambda v: 0 <= v <= 1, ["gamma", "gae_lambda"]),
+             ("must be >= 0", lambda v: v >= 0, ["ent_coef", "vf_coef", "eval_episodes"])]
+    problems = [f"--{name.replace('_', '-')} {rule}, got {getattr(args, name)}"
+                for rule, ok, names in rules for name in names if not ok(getattr(args, name))]  # NaN fails every rule
     batch_size = args.num_envs * args.num_steps
     if not problems and batch_size % args.num_minibatches:
         problems.append(f"--num-minibatches {args.num_minibatches} does not divide the batch of "
@@ -136,8 +134,8 @@ def make_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     try:
         envs = gym.make_vec(env_id, num_envs, vectorization_mode="sync",
                             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "copy": False})
-    except gym.error.Error as e:
-        sys.exit(f"error: cannot make environment {env_id!r}: {e}")
+    except Exception as e:  # unknown id, missing dependency, unimportable module: all the user's to fix
+        sys.exit(f"error: cannot make environment {env_id!r}: {type(e).__name__}: {e}".replace("\n", " "))
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
         sys.exit(f"error: {env_id} has observation space {obs_space}; supported: a 1-D Box")
@@ -301,8 +299,11 @@ def save_checkpoint(path: str, agent: Agent, return_norm: RunningNorm, args: Arg
 
 
 def load_agent(path: str, device) -> tuple[Agent, Args]:
-    checkpoint = torch.load(path, map_location=device, weights_only=True)
-    args = Args(**checkpoint["args"])
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        args = Args(**checkpoint["args"])
+    except Exception as e:
+        sys.exit(f"error: {path} is not a checkpoint of {os.path.basename(__file__)} ({type(e).__name__}: {e})")
     envs = make_env(args.env_id, 1)
     agent = Agent(envs.single_observation_space.shape[0], envs.single_action_space, args.norm_obs).to(device)
     agent.load_state_dict(checkpoint["model"])
@@ -316,6 +317,8 @@ def evaluate_checkpoint(args: Args) -> None:
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if args.cuda else "cpu")
     agent, saved = load_agent(args.eval_checkpoint, device)
+    if args.capture_video:
+        check_can_render(saved.env_id)
     video_dir = os.path.join(os.path.dirname(args.eval_checkpoint), "videos") if args.capture_video else None
     returns = evaluate(agent, saved.env_id, max(args.eval_episodes, 1), args.seed + 10_000, device, video_dir)
     print(f"{saved.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
@@ -387,22 +390,22 @@ def train(args: Args) -> None:
 
         # Rollout with pi_old: the actor only samples; log-probs and values come in one batch afterwards.
         episodes = []
-        for step in range(args.num_steps):
-            global_step += args.num_envs
-            obs_buf[step] = observation
-            with torch.inference_mode():
-                action_buf[step] = agent.sample(agent.policy_params(torch.from_numpy(obs_buf[step]).to(device))).cpu()
-            observation, reward_buf[step], terminated_buf[step], truncated, infos = envs.step(
-                np.clip(action_buf[step], action_low, action_high) if continuous else action_buf[step])
-            done_buf[step] = terminated_buf[step] + truncated
-            next_obs_buf[step] = observation
-            episode_return += reward_buf[step]
-            episode_length += 1
-            if "final_obs" in infos:
-                ended = np.flatnonzero(infos["_final_obs"])
-                next_obs_buf[step, ended] = np.stack(infos["final_obs"][ended])
-                episodes += [(global_step, episode_return[i], episode_length[i]) for i in ended]
-                episode_return[ended], episode_length[ended] = 0, 0
+        with torch.inference_mode():
+            for step in range(args.num_steps):
+                global_step += args.num_envs
+                obs_buf[step] = observation
+                action_buf[step] = agent.sample(agent.policy_params(torch.from_numpy(obs_buf[step]).to(device))).cpu().numpy()
+                observation, reward_buf[step], terminated_buf[step], truncated, infos = envs.step(
+                    np.clip(action_buf[step], action_low, action_high) if continuous else action_buf[step])
+                done_buf[step] = terminated_buf[step] + truncated
+                next_obs_buf[step] = observation
+                episode_return += reward_buf[step]
+                episode_length += 1
+                if "final_obs" in infos:
+                    ended = np.flatnonzero(infos["_final_obs"])
+                    next_obs_buf[step, ended] = np.stack(infos["final_obs"][ended])
+                    episodes += [(global_step, episode_return[i], episode_length[i]) for i in ended]
+                    episode_return[ended], episode_length[ended] = 0, 0
 
         for step_of_end, ret, length in episodes:
             recent_returns.append(float(ret))

@@ -103,6 +103,8 @@ BAD_INPUT = {
     "zero learning rate": (["--learning-rate", "0"], "--learning-rate must be positive"),
     "nan learning rate": (["--learning-rate", "nan"], "--learning-rate must be positive"),
     "missing checkpoint": (["--eval-checkpoint", "nope.pt"], "no such file"),
+    "not a checkpoint": (["--eval-checkpoint", __file__], "is not a checkpoint"),
+    "unimportable env module": (["--env-id", "no_such_module:Thing-v0"], "cannot make environment"),
     "nan loss": (["--env-id", "tests.toy_envs:toy/NaNReward-v0", "--num-envs", "1", "--num-steps", "8",
                   "--num-minibatches", "1", "--total-timesteps", "8"], "the loss became nan"),
 }
