@@ -303,7 +303,8 @@ def load_agent(path: str, device) -> tuple[Agent, Args]:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         args = Args(**checkpoint["args"])
     except Exception as e:
-        sys.exit(f"error: {path} is not a checkpoint of {os.path.basename(__file__)} ({type(e).__name__}: {e})")
+        reason = (str(e).strip().splitlines() or [""])[0]
+        sys.exit(f"error: {path} is not a checkpoint of {os.path.basename(__file__)} ({type(e).__name__}: {reason})")
     envs = make_env(args.env_id, 1)
     agent = Agent(envs.single_observation_space.shape[0], envs.single_action_space, args.norm_obs).to(device)
     agent.load_state_dict(checkpoint["model"])
