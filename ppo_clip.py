@@ -288,6 +288,8 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_
             done = terminated or truncated
         returns.append(episode_return)
     env.close()
+    print(f"eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {episodes} deterministic "
+          f"episodes of {env_id}" + (f"; videos in {video_dir}" if video_dir else ""))
     return returns
 
 
@@ -321,9 +323,7 @@ def evaluate_checkpoint(args: Args) -> None:
     if args.capture_video:
         check_can_render(saved.env_id)
     video_dir = os.path.join(os.path.dirname(args.eval_checkpoint), "videos") if args.capture_video else None
-    returns = evaluate(agent, saved.env_id, max(args.eval_episodes, 1), args.seed + 10_000, device, video_dir)
-    print(f"{saved.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
-          f"over {len(returns)} deterministic episodes" + (f"; videos in {video_dir}" if video_dir else ""))
+    evaluate(agent, saved.env_id, max(args.eval_episodes, 1), args.seed + 10_000, device, video_dir)
 
 
 def train(args: Args) -> None:
@@ -489,8 +489,6 @@ def train(args: Args) -> None:
         video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
         eval_returns = evaluate(agent.eval(), args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
         log(global_step, {"eval/episodic_return": float(np.mean(eval_returns))})
-        print(f"eval/episodic_return {np.mean(eval_returns):.2f} +- {np.std(eval_returns):.2f} "
-              f"over {args.eval_episodes} deterministic episodes")
     metrics_file.close()
     if args.track:
         wandb.finish()

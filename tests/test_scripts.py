@@ -135,16 +135,3 @@ def test_same_seed_same_metrics(script, env_id, tmp_path, monkeypatch):
         (run_dir,) = glob.glob(str(tmp_path / "runs" / f"*__{name}__*"))
         runs.append([{k: v for k, v in m.items() if k != "charts/SPS"} for m in read_metrics(run_dir)])
     assert runs[0] == runs[1]
-
-
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_ppo_first_minibatch_sees_the_rollout_policy_exactly(env_id, tmp_path, monkeypatch):
-    """With one epoch of one minibatch, r == 1 on the whole update: approx-KL and clip fraction are exactly zero."""
-    module = import_script("ppo_clip.py")
-    monkeypatch.chdir(tmp_path)
-    module.train(module.Args(env_id=env_id, num_envs=2, num_steps=32, num_minibatches=1, update_epochs=1,
-                             total_timesteps=256, eval_episodes=0))
-    iterations = [m for m in read_metrics(only_run_dir(tmp_path)) if "losses/approx_kl" in m]
-    assert len(iterations) == 4
-    assert all(m["losses/approx_kl"] == 0.0 and m["losses/clipfrac"] == 0.0 for m in iterations)
-    assert all(m["losses/kl"] > 0 for m in iterations)  # the update itself did move the policy
