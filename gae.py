@@ -10,6 +10,8 @@ result has the shape and dtype of `rewards`. One reversed loop over T, no loop o
 `terminated[t]`: the episode really ended at t, so V(s_{t+1}) is not bootstrapped.
 `dones[t]`: it ended for any reason (terminated or truncated), so the recursion stops there.
 A truncated step therefore bootstraps from `next_values[t]`, the value of its final observation.
+Both flags are read as booleans whatever their dtype (any non-zero value is True), so a step that is both
+terminated and truncated, passed as terminated + truncated = 2, still just ends the episode.
 """
 
 import torch
@@ -25,8 +27,8 @@ def compute_gae(rewards, values, next_values, terminated, dones, gamma: float, g
     """Generalised advantage estimates A_t (GAE paper, eq. 16), zero past the end of the segment."""
     _check_shapes(rewards=rewards, values=values, next_values=next_values, terminated=terminated, dones=dones)
     dtype = rewards.dtype
-    deltas = rewards + gamma * (1 - terminated.to(dtype)) * next_values.to(dtype) - values.to(dtype)
-    decay = gamma * gae_lambda * (1 - dones.to(dtype))
+    deltas = rewards + gamma * terminated.logical_not().to(dtype) * next_values.to(dtype) - values.to(dtype)
+    decay = gamma * gae_lambda * dones.logical_not().to(dtype)
     advantages = torch.empty_like(deltas)
     next_advantage = torch.zeros_like(deltas[0])
     for t in reversed(range(deltas.shape[0])):
@@ -38,7 +40,7 @@ def compute_gae(rewards, values, next_values, terminated, dones, gamma: float, g
 def reward_to_go(rewards, dones, gamma: float):
     """Discounted return from each step to the end of its episode (or of the segment)."""
     _check_shapes(rewards=rewards, dones=dones)
-    decay = gamma * (1 - dones.to(rewards.dtype))
+    decay = gamma * dones.logical_not().to(rewards.dtype)
     returns = torch.empty_like(rewards)
     next_return = torch.zeros_like(rewards[0])
     for t in reversed(range(rewards.shape[0])):

@@ -6,6 +6,10 @@ then runs several epochs of minibatch Adam on
     L(theta) = -E[min(r A, clip(r, 1 - eps, 1 + eps) A)] + c_v L_V - c_e H[pi_theta],
     r = pi_theta(a|s) / pi_old(a|s)                                   (PPO paper, eqs. 7 and 9)
 
+L_V is the clipped value loss of OpenAI baselines' ppo2, 0.5 max((V - R)^2, (V_clipped - R)^2), not the
+plain squared error of eq. 9. Advantages are normalised per minibatch, gradients clipped to a global norm,
+and the learning rate decays linearly to zero ("The 37 implementation details of PPO").
+
 Discrete actions use a categorical policy, Box actions a diagonal Gaussian with a state-independent
 log-std; continuous control normalises observations and scales rewards by default.
 
@@ -19,7 +23,10 @@ import json
 import math
 import os
 import random
+import re
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -40,9 +47,10 @@ Distribution.set_default_validate_args(False)
 @dataclass
 class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """the name of this experiment (the checkpoint is runs/{run_name}/{exp_name}.pt)"""
-    seed: int = 1
-    """seed of python, numpy, torch and the environments"""
+    """the name of this experiment: letters, digits, '.', '_', '-' (the checkpoint is runs/{run_name}/{exp_name}.pt)"""
+    seed: Optional[int] = None
+    """seed of python, numpy, torch and the environments, in [0, 2**32) (default: 1 for training, the saved
+    seed for --eval-checkpoint, which then replays the end-of-training evaluation)"""
     torch_deterministic: bool = True
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = False
@@ -58,11 +66,11 @@ class Args:
     capture_video: bool = False
     """film the evaluation episodes to runs/{run_name}/videos"""
     save_model: bool = False
-    """save weights, normalisation statistics and args to runs/{run_name}/{exp_name}.pt"""
+    """save weights, normalisation statistics and args to runs/{run_name}/{exp_name}.pt (also on Ctrl-C)"""
     eval_episodes: int = 10
     """deterministic evaluation episodes at the end of training (0 to skip)"""
     eval_checkpoint: Optional[str] = None
-    """evaluate this saved .pt file instead of training (with --eval-episodes, --capture-video)"""
+    """evaluate this saved .pt file instead of training (with --eval-episodes, --capture-video, --seed)"""
 
     # Algorithm specific arguments
     env_id: str = "CartPole-v1"
@@ -98,25 +106,35 @@ class Args:
     max_grad_norm: float = 0.5
     """the maximum global norm of the gradient"""
     target_kl: Optional[float] = None
-    """stop the epochs early once the approximate KL exceeds this"""
-    norm_obs: Optional[bool] = None
-    """normalise observations by running mean/std (default: on for continuous actions)"""
-    norm_reward: Optional[bool] = None
-    """scale rewards by the running std of the discounted return (default: on for continuous actions)"""
+    """stop the update after the first epoch whose mean approximate KL (over its minibatches) exceeds this"""
+    # On/off switches whose default (None) depends on the env: on for continuous actions, off for discrete.
+    norm_obs: tyro.conf.DisallowNone[Optional[bool]] = None
+    """normalise observations by a running mean/std, frozen at evaluation (default: on for continuous actions)"""
+    norm_reward: tyro.conf.DisallowNone[Optional[bool]] = None
+    """divide rewards by the running std of the discounted return (default: on for continuous actions)"""
 
 
 def check_args(args: Args) -> None:
-    """Reject bad input with a one-line error before anything is built."""
-    rules = [("must be positive", lambda v: v > 0, ["total_timesteps", "learning_rate", "num_envs", "num_steps",
-              "num_minibatches", "update_epochs", "clip_coef", "max_grad_norm", "torch_threads"]),
-             ("must be in [0, 1]", lambda v: 0 <= v <= 1, ["gamma", "gae_lambda"]),
-             ("must be >= 0", lambda v: v >= 0, ["ent_coef", "vf_coef", "eval_episodes"])]
+    """Reject bad input with a one-line error before anything is built: everything that could fail at the
+    end of a run (names, sizes, the checkpoint path) is checked here, at its start."""
+    finite = math.isfinite  # NaN and inf fail every rule below
+    rules = [("must be positive", lambda v: finite(v) and v > 0, ["total_timesteps", "learning_rate", "num_envs",
+              "num_steps", "num_minibatches", "update_epochs", "clip_coef", "max_grad_norm", "torch_threads"]),
+             ("must be in [0, 1]", lambda v: finite(v) and 0 <= v <= 1, ["gamma", "gae_lambda"]),
+             ("must be >= 0", lambda v: finite(v) and v >= 0, ["ent_coef", "vf_coef", "eval_episodes"]),
+             ("must be positive", lambda v: v is None or (finite(v) and v > 0), ["target_kl"]),
+             ("must be in [0, 2**32)", lambda v: v is None or 0 <= v < 2**32, ["seed"])]
     problems = [f"--{name.replace('_', '-')} {rule}, got {getattr(args, name)}"
-                for rule, ok, names in rules for name in names if not ok(getattr(args, name))]  # NaN fails every rule
+                for rule, ok, names in rules for name in names if not ok(getattr(args, name))]
+    if not re.fullmatch(r"[\w.-]+", args.exp_name) or not args.exp_name.strip("."):
+        problems.append(f"--exp-name {args.exp_name!r}: use letters, digits, '.', '_' and '-' only")
     batch_size = args.num_envs * args.num_steps
     if not problems and batch_size % args.num_minibatches:
         problems.append(f"--num-minibatches {args.num_minibatches} does not divide the batch of "
                         f"{args.num_envs} envs x {args.num_steps} steps = {batch_size}")
+    if not problems and args.norm_adv and batch_size // args.num_minibatches < 2:
+        problems.append(f"minibatches of {batch_size // args.num_minibatches} sample: advantage normalisation needs "
+                        "at least 2 (lower --num-minibatches)")
     if not problems and args.total_timesteps < batch_size and args.eval_checkpoint is None:
         problems.append(f"--total-timesteps {args.total_timesteps} is less than one batch ({batch_size})")
     if args.cuda and not torch.cuda.is_available():
@@ -153,7 +171,10 @@ def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.
 
 
 class RunningNorm(nn.Module):
-    """Running mean and variance (parallel update of Chan et al.); normalises as clip((x - mean) / std)."""
+    """Running mean and variance (parallel update of Chan et al.); normalises as clip((x - mean) / std).
+    The statistics start at mean 0, variance 1 (as in SB3's VecNormalize), so the first rollout sees raw
+    observations clipped to +-10; they are not seeded from the reset observations, whose spread (MuJoCo's
+    reset noise is about 0.1) is far below that of the states that follow and would saturate the clip."""
 
     def __init__(self, shape, clip: float = 10.0, eps: float = 1e-8):
         super().__init__()
@@ -241,14 +262,32 @@ def value_loss(new_values, old_values, returns, clip_coef: Optional[float]) -> t
     return 0.5 * loss.mean()
 
 
+def normalize_advantages(advantages: torch.Tensor) -> torch.Tensor:
+    """(A - mean A) / (std A + 1e-8) over a minibatch: the policy step's scale no longer depends on the reward's."""
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+
+def approx_kl(logratio: torch.Tensor) -> torch.Tensor:
+    """mean((r - 1) - log r): an unbiased, always non-negative estimate of KL(pi_old || pi_theta) from samples of pi_old."""
+    return (logratio.exp() - 1 - logratio).mean()
+
+
 def scaling_returns(rewards, dones, gamma: float, running_return: torch.Tensor):
-    """R_t = gamma R_{t-1} (1 - done_{t-1}) + r_t per env: the return whose std rewards are divided by."""
+    """R_t = gamma R_{t-1} + r_t per env, restarted after every episode end (terminated or truncated)."""
     returns = torch.empty_like(rewards)
     for t in range(rewards.shape[0]):
         running_return = gamma * running_return + rewards[t]
         returns[t] = running_return
-        running_return = running_return * (1 - dones[t].to(rewards.dtype))
+        running_return = running_return * dones[t].logical_not()  # flags are booleans whatever their dtype
     return returns, running_return
+
+
+def scale_rewards(rewards, dones, gamma: float, running_return: torch.Tensor, return_norm: RunningNorm):
+    """Reward scaling of SB3's VecNormalize: update the running variance of the discounted return R_t, then
+    divide the rewards by its std (not centred, clipped to +-10). Returns the scaled rewards and the carry R."""
+    returns, running_return = scaling_returns(rewards, dones, gamma, running_return)
+    return_norm.update(returns.flatten())
+    return (rewards / torch.sqrt(return_norm.var + return_norm.eps)).clamp(-10, 10), running_return
 
 
 def check_can_render(env_id: str) -> None:
@@ -266,6 +305,36 @@ def check_can_render(env_id: str) -> None:
 def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
     var_y = y_true.var()
     return float("nan") if var_y == 0 else (1 - (y_true - y_pred).var() / var_y).item()
+
+
+def create_run_dir(run_name: str) -> str:
+    """runs/{run_name}, created exclusively: a run started in the same second with the same name gets
+    runs/{run_name}-2 (then -3, ...), so two runs never share metrics or checkpoints."""
+    for attempt in range(1, 1000):
+        path = os.path.join("runs", run_name if attempt == 1 else f"{run_name}-{attempt}")
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            sys.exit(f"error: cannot create the run directory {path}: {e.strerror}")
+    sys.exit(f"error: runs/{run_name}: too many runs of this name")
+
+
+def stop_on_ctrl_c() -> dict:
+    """Ctrl-C sets stop["requested"]: training ends after the current iteration, keeps its metrics and saves the
+    model if asked. A second Ctrl-C interrupts at once. Returns the flag and the handler to restore."""
+    stop = {"requested": False, "previous": signal.getsignal(signal.SIGINT)}
+
+    def handler(signum, frame):
+        stop["requested"] = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nCtrl-C: stopping after this iteration (press again to abort at once)", file=sys.stderr, flush=True)
+
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        signal.signal(signal.SIGINT, handler)
+    return stop
 
 
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_dir: Optional[str] = None):
@@ -301,21 +370,23 @@ def save_checkpoint(path: str, agent: Agent, return_norm: RunningNorm, args: Arg
 
 
 def load_agent(path: str, device) -> tuple[Agent, Args]:
+    """Rebuild the agent of a checkpoint; anything wrong with the file is a one-line error, not a traceback."""
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         args = Args(**checkpoint["args"])
-    except Exception as e:
+        envs = make_env(args.env_id, 1)
+        agent = Agent(envs.single_observation_space.shape[0], envs.single_action_space, args.norm_obs).to(device)
+        envs.close()
+        agent.load_state_dict(checkpoint["model"])
+    except Exception as e:  # not a torch file, another script's file, a missing key, shapes of another env
         reason = (str(e).strip().splitlines() or [""])[0]
         sys.exit(f"error: {path} is not a checkpoint of {os.path.basename(__file__)} ({type(e).__name__}: {reason})")
-    envs = make_env(args.env_id, 1)
-    agent = Agent(envs.single_observation_space.shape[0], envs.single_action_space, args.norm_obs).to(device)
-    agent.load_state_dict(checkpoint["model"])
-    envs.close()
     return agent.eval(), args
 
 
 def evaluate_checkpoint(args: Args) -> None:
-    """`--eval-checkpoint PATH`: evaluate (and with --capture-video film) a saved model."""
+    """`--eval-checkpoint PATH`: evaluate (and with --capture-video film) a saved model. With the saved seed
+    (the default) it replays the episodes of the end-of-training evaluation."""
     check_args(args)
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if args.cuda else "cpu")
@@ -323,16 +394,16 @@ def evaluate_checkpoint(args: Args) -> None:
     if args.capture_video:
         check_can_render(saved.env_id)
     video_dir = os.path.join(os.path.dirname(args.eval_checkpoint), "videos") if args.capture_video else None
-    evaluate(agent, saved.env_id, max(args.eval_episodes, 1), args.seed + 10_000, device, video_dir)
+    seed = saved.seed if args.seed is None else args.seed
+    evaluate(agent, saved.env_id, max(args.eval_episodes, 1), seed + 10_000, device, video_dir)
 
 
 def train(args: Args) -> None:
     check_args(args)
+    args.seed = 1 if args.seed is None else args.seed
     batch_size = args.num_envs * args.num_steps
     minibatch_size = batch_size // args.num_minibatches
     num_iterations = args.total_timesteps // batch_size
-    env_name = args.env_id.split(":")[-1].replace("/", "-")  # "module:ns/Name-v0" -> "ns-Name-v0"
-    run_name = f"{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -348,8 +419,10 @@ def train(args: Args) -> None:
     if args.capture_video and args.eval_episodes:
         check_can_render(args.env_id)
 
-    run_dir = os.path.join("runs", run_name)
-    os.makedirs(run_dir, exist_ok=True)
+    env_name = args.env_id.split(":")[-1].replace("/", "-")  # "module:ns/Name-v0" -> "ns-Name-v0"
+    run_dir = create_run_dir(f"{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    run_name = os.path.basename(run_dir)
+    print(f"run directory: {run_dir}", flush=True)
     metrics_file = open(os.path.join(run_dir, "metrics.jsonl"), "w")
     if args.track:
         import wandb
@@ -359,8 +432,8 @@ def train(args: Args) -> None:
         wandb.define_metric("*", step_metric="global_step")
 
     def log(global_step: int, values: dict) -> None:
-        row = {"global_step": global_step, **values}
-        metrics_file.write(json.dumps(row) + "\n")
+        row = {"global_step": global_step, **{k: v if math.isfinite(v) else None for k, v in values.items()}}
+        metrics_file.write(json.dumps(row, allow_nan=False) + "\n")  # strict JSON: NaN is logged as null
         if args.track:
             wandb.log(row)
 
@@ -378,12 +451,14 @@ def train(args: Args) -> None:
     next_obs_buf = np.zeros_like(obs_buf)
     action_buf = np.zeros((args.num_steps, args.num_envs) + envs.single_action_space.shape,
                           dtype=np.float32 if continuous else np.int64)
-    reward_buf, terminated_buf, done_buf = (np.zeros((args.num_steps, args.num_envs), dtype=np.float32) for _ in range(3))
+    reward_buf = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    terminated_buf, done_buf = (np.zeros((args.num_steps, args.num_envs), dtype=bool) for _ in range(2))
     episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)
 
-    global_step, start_time = 0, time.time()
+    global_step, start_time = 0, time.perf_counter()
     recent_returns = deque(maxlen=100)
     observation, _ = envs.reset(seed=args.seed)
+    stop = stop_on_ctrl_c()
 
     for iteration in range(1, num_iterations + 1):
         if args.anneal_lr:
@@ -398,7 +473,8 @@ def train(args: Args) -> None:
                 action_buf[step] = agent.sample(agent.policy_params(torch.from_numpy(obs_buf[step]).to(device))).cpu().numpy()
                 observation, reward_buf[step], terminated_buf[step], truncated, infos = envs.step(
                     np.clip(action_buf[step], action_low, action_high) if continuous else action_buf[step])
-                done_buf[step] = terminated_buf[step] + truncated
+                # An episode can end both ways on one step (its own end at the time limit): done is a logical or.
+                done_buf[step] = terminated_buf[step] | truncated
                 next_obs_buf[step] = observation
                 episode_return += reward_buf[step]
                 episode_length += 1
@@ -417,13 +493,13 @@ def train(args: Args) -> None:
         obs, next_obs, actions, rewards, terminated, dones = (torch.from_numpy(b).to(device) for b in (
             obs_buf, next_obs_buf, action_buf, reward_buf, terminated_buf, done_buf))
         with torch.no_grad():
-            # pi_old is frozen during the rollout, so its batched parameters equal the per-step ones exactly.
+            # pi_old's log-probs and parameters come from this one batched pass, and so do the first epoch's
+            # (same weights, same inputs): the first minibatch's ratio is exactly 1. They may differ from the
+            # per-step values of the rollout in the last bits (batched kernels round differently).
             old_params = agent.policy_params(obs)
             logprobs, _ = agent.log_prob_entropy(old_params, actions)
             if args.norm_reward:
-                scaled_returns, running_return = scaling_returns(rewards, dones, args.gamma, running_return)
-                return_norm.update(scaled_returns.flatten())
-                rewards = (rewards / torch.sqrt(return_norm.var + return_norm.eps)).clamp(-10, 10)
+                rewards, running_return = scale_rewards(rewards, dones, args.gamma, running_return, return_norm)
             values = agent.value(obs)
             next_values = agent.value(next_obs)
             advantages = compute_gae(rewards, values, next_values, terminated, dones, args.gamma, args.gae_lambda)
@@ -434,6 +510,7 @@ def train(args: Args) -> None:
         batch = [x.flatten(0, 1) for x in (obs, actions, logprobs, advantages, returns, values)]
         stats = []
         for epoch in range(args.update_epochs):
+            epoch_stats = []
             permutation = torch.randperm(batch_size, device=device)
             for mb_obs, mb_actions, mb_logprobs, mb_advantages, mb_returns, mb_values in zip(
                     *(x[permutation].split(minibatch_size) for x in batch)):
@@ -441,7 +518,7 @@ def train(args: Args) -> None:
                 logratio = new_logprobs - mb_logprobs
                 ratio = logratio.exp()
                 if args.norm_adv:
-                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                    mb_advantages = normalize_advantages(mb_advantages)
                 pg_loss = clipped_surrogate(ratio, mb_advantages, args.clip_coef)
                 v_loss = value_loss(agent.value(mb_obs), mb_values, mb_returns, args.clip_coef if args.clip_vloss else None)
                 entropy = entropy.mean()
@@ -456,10 +533,11 @@ def train(args: Args) -> None:
                 optimizer.step()
 
                 with torch.no_grad():
-                    approx_kl = ((ratio - 1) - logratio).mean()  # k3 estimator of KL(old || new)
                     clipfrac = ((ratio - 1).abs() > args.clip_coef).float().mean()
-                    stats.append(torch.stack([pg_loss, v_loss, entropy, approx_kl, clipfrac]))
-            if args.target_kl is not None and torch.stack(stats)[:, 3].mean() > args.target_kl:
+                    epoch_stats.append(torch.stack([pg_loss, v_loss, entropy, approx_kl(logratio), clipfrac]))
+            stats += epoch_stats
+            # Early stop (CleanRL's rule): after each epoch, on that epoch's mean approximate KL.
+            if args.target_kl is not None and torch.stack(epoch_stats)[:, 3].mean() > args.target_kl:
                 break
 
         b_obs = batch[0]
@@ -467,33 +545,42 @@ def train(args: Args) -> None:
             kl = kl_divergence(agent.dist(old_params.flatten(0, 1)), agent.dist(agent.policy_params(b_obs))).mean()
             if args.norm_obs:  # statistics move once per iteration so pi_old and the update see the same inputs
                 agent.obs_norm.update(b_obs)
-        pg_loss, v_loss, entropy, approx_kl, clipfrac = torch.stack(stats).mean(0).tolist()
-        sps = int(global_step / (time.time() - start_time))
+        pg_loss, v_loss, entropy, approx_kl_mean, clipfrac = torch.stack(stats).mean(0).tolist()
+        sps = int(global_step / (time.perf_counter() - start_time))
         log(global_step, {
             "charts/SPS": sps, "charts/learning_rate": optimizer.param_groups[0]["lr"],
             "losses/policy_loss": pg_loss, "losses/value_loss": v_loss, "losses/entropy": entropy,
-            "losses/approx_kl": approx_kl, "losses/clipfrac": clipfrac, "losses/kl": kl.item(),
-            "losses/explained_variance": explained_variance(values, returns),
+            "losses/approx_kl": approx_kl_mean, "losses/clipfrac": clipfrac, "losses/kl": kl.item(),
+            "losses/explained_variance": explained_variance(values, returns), "losses/update_epochs": epoch + 1,
         })
         metrics_file.flush()
         mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
         eta = (args.total_timesteps - global_step) / max(sps, 1)
         print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} | ETA {eta:.0f}s", flush=True)
+        if stop["requested"]:
+            break
 
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, stop["previous"])
     envs.close()
     if args.save_model:
         model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
         save_checkpoint(model_path, agent, return_norm, args)
         print(f"model saved to {model_path}")
-    if args.eval_episodes:
+    if args.eval_episodes and not stop["requested"]:
         video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
         eval_returns = evaluate(agent.eval(), args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
         log(global_step, {"eval/episodic_return": float(np.mean(eval_returns))})
     metrics_file.close()
     if args.track:
         wandb.finish()
+    if stop["requested"]:
+        sys.exit(f"interrupted at step {global_step}/{args.total_timesteps}; metrics in {run_dir}")
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
-    evaluate_checkpoint(args) if args.eval_checkpoint else train(args)
+    try:
+        args = tyro.cli(Args)
+        evaluate_checkpoint(args) if args.eval_checkpoint else train(args)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop
+        sys.exit("interrupted")

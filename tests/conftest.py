@@ -10,9 +10,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
+def strict_json(constant: str):
+    raise ValueError(f"metrics.jsonl must be strict JSON, found {constant}")
+
+
 def read_metrics(run_dir: str) -> list[dict]:
+    """metrics.jsonl, parsed strictly: NaN or Infinity anywhere fails the test."""
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
+        return [json.loads(line, parse_constant=strict_json) for line in f]
 
 
 def only_run_dir(cwd) -> str:

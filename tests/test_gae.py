@@ -1,5 +1,6 @@
 """gae.py against the public fixture and checks 3-4 of IMPLEMENTATION_NOTES.md, in float32 and float64."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,16 +10,25 @@ DTYPES = [torch.float32, torch.float64]
 GAMMA, LAMBDA = 0.99, 0.95
 
 
-def brute_force_gae(rewards, values, next_values, terminated, dones, gamma, lam):
-    """A_t = sum_l (gamma lambda)^l delta_{t+l}, summed only up to the end of t's episode."""
-    deltas = rewards + gamma * (1 - terminated) * next_values - values
-    advantages = torch.zeros_like(rewards)
-    for t in range(len(rewards)):
-        for l in range(len(rewards) - t):
-            advantages[t] += (gamma * lam) ** l * deltas[t + l]
-            if dones[t + l]:
-                break
-    return advantages
+def lambda_return_gae(rewards, values, next_values, terminated, dones, gamma, lam):
+    """An independent computation from the GAE paper's other form (eqs. 14-16): A_t is the lambda-weighted average
+    of the k-step advantages A_t^(k) = sum_{l<k} gamma^l r_{t+l} + gamma^k V(s_{t+k}) - V(s_t), with weights
+    (1 - lambda) lambda^(k-1) and the rest of the weight on the longest one, which ends where the episode (or the
+    segment) does: at a termination V(s_{t+k}) = 0, elsewhere it is the stored V(s'). Plain Python floats."""
+    r, v, v_next = rewards.tolist(), values.tolist(), next_values.tolist()
+    term, done = [bool(x) for x in terminated.tolist()], [bool(x) for x in dones.tolist()]
+    T, advantages = len(r), []
+    for t in range(T):
+        end = next((u for u in range(t, T) if done[u]), T - 1)  # last step of t's episode inside the segment
+        K = end - t + 1
+        k_step = []
+        for k in range(1, K + 1):
+            last = t + k - 1
+            tail = 0.0 if (k == K and term[last]) else v_next[last]
+            k_step.append(sum(gamma**l * r[t + l] for l in range(k)) + gamma**k * tail - v[t])
+        weights = [(1 - lam) * lam ** (k - 1) for k in range(1, K)] + [lam ** (K - 1)]
+        advantages.append(sum(w * a for w, a in zip(weights, k_step)))
+    return torch.tensor(advantages, dtype=rewards.dtype)
 
 
 def random_segment(dtype, T=40, N=3, seed=0):
@@ -28,6 +38,8 @@ def random_segment(dtype, T=40, N=3, seed=0):
     next_values = torch.randn(T, N, generator=g, dtype=dtype)
     dones = (torch.rand(T, N, generator=g) < 0.15).to(dtype)
     terminated = dones * (torch.rand(T, N, generator=g) < 0.5).to(dtype)  # the rest of the dones are truncations
+    inside = dones[:-1] == 0  # inside an episode s_{t+1} is the next stored state: V(s_{t+1}) = values[t + 1]
+    next_values[:-1][inside] = values[1:][inside]
     return rewards, values, next_values, terminated, dones
 
 
@@ -49,15 +61,14 @@ def test_public_fixture(dtype):
 def test_lambda_zero_is_the_td_error(dtype):
     rewards, values, next_values, terminated, dones = random_segment(dtype)
     advantages = compute_gae(rewards, values, next_values, terminated, dones, GAMMA, 0.0)
-    torch.testing.assert_close(advantages, rewards + GAMMA * (1 - terminated) * next_values - values)
+    for t, n in np.ndindex(*rewards.shape):  # one transition at a time, in plain floats
+        target = rewards[t, n].item() + (0.0 if terminated[t, n] else GAMMA * next_values[t, n].item())
+        assert advantages[t, n].item() == pytest.approx(target - values[t, n].item(), rel=1e-5, abs=1e-5)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_lambda_one_is_the_bootstrapped_return_minus_v(dtype):
     rewards, values, next_values, terminated, dones = random_segment(dtype)
-    # Inside an episode s_{t+1} is the next stored state, so V(s_{t+1}) = values[t + 1] there (telescoping).
-    inside = dones[:-1] == 0
-    next_values[:-1][inside] = values[1:][inside]
     advantages = compute_gae(rewards, values, next_values, terminated, dones, GAMMA, 1.0)
     # Discounted return to the end of the episode (or segment), bootstrapped with V(s') wherever the episode
     # was cut without terminating: at a truncation, and at the end of the segment.
@@ -69,10 +80,27 @@ def test_lambda_one_is_the_bootstrapped_return_minus_v(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("lam", [0.0, 0.5, 0.95, 1.0])
-def test_matches_brute_force_sum(dtype, lam):
+def test_matches_the_lambda_return_form(dtype, lam):
     for column in zip(*(x.unbind(1) for x in random_segment(dtype))):
-        expected = brute_force_gae(*column, GAMMA, lam)
-        torch.testing.assert_close(compute_gae(*column, GAMMA, lam), expected)
+        expected = lambda_return_gae(*column, GAMMA, lam)
+        torch.testing.assert_close(compute_gae(*column, GAMMA, lam), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_terminated_and_truncated_on_the_same_step():
+    """An env whose own end coincides with its time limit reports terminated = truncated = True. Passed as
+    float flags summed (done = 2), the step must still just end the episode: no leak, no flipped sign."""
+    rewards, values, next_values, terminated, dones = random_segment(torch.float64, N=1, T=12, seed=3)
+    terminated[:], dones[:] = 0, 0
+    next_values[:-1] = values[1:]
+    terminated[5], truncated = 1, torch.zeros_like(dones)
+    truncated[5] = 1
+    as_bool = compute_gae(rewards, values, next_values, terminated.bool(), terminated.bool() | truncated.bool(), GAMMA, LAMBDA)
+    as_sum = compute_gae(rewards, values, next_values, terminated, terminated + truncated, GAMMA, LAMBDA)
+    torch.testing.assert_close(as_sum, as_bool)
+    torch.testing.assert_close(as_sum[:, 0], lambda_return_gae(*(x[:, 0] for x in (
+        rewards, values, next_values, terminated, terminated + truncated)), GAMMA, LAMBDA))
+    torch.testing.assert_close(reward_to_go(rewards, terminated + truncated, 0.5),
+                               reward_to_go(rewards, terminated.bool() | truncated.bool(), 0.5))
 
 
 def test_batched_envs_equal_one_env_at_a_time():

@@ -1,15 +1,19 @@
 """The math of ppo_clip.py (check 8 of IMPLEMENTATION_NOTES.md and the pieces it relies on)."""
 
 import glob
+import os
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
+from torch.distributions import kl_divergence
+
 import ppo_clip
 from conftest import only_run_dir, read_metrics
-from ppo_clip import Agent, Args, RunningNorm, clipped_surrogate, scaling_returns, value_loss
+from ppo_clip import (Agent, Args, RunningNorm, approx_kl, clipped_surrogate, normalize_advantages, scale_rewards,
+                      scaling_returns, value_loss)
 
 
 def agents():
@@ -142,21 +146,30 @@ def test_truncation_bootstraps_from_the_final_observation(tmp_path, monkeypatch)
     real_gae = ppo_clip.compute_gae
     monkeypatch.setattr(ppo_clip, "compute_gae", lambda *a: seen.append([x.clone() for x in a[:5]]) or real_gae(*a))
     monkeypatch.chdir(tmp_path)
-    for env_id, ends_by in [("toy/Count-v0", "truncation"), ("toy/CountTerminating-v0", "termination")]:
+    for env_id, ends_by, length in [("toy/Count-v0", "truncation", 5), ("toy/CountTerminating-v0", "termination", 3),
+                                    ("toy/CountTerminatingAtLimit-v0", "both", 5)]:
         seen.clear()
         ppo_clip.train(Args(env_id=env_id, num_envs=2, num_steps=16, total_timesteps=64, num_minibatches=2,
                             eval_episodes=0, exp_name=ends_by))
-        length = 5 if ends_by == "truncation" else 3
         for iteration, (rewards, values, next_values, terminated, dones) in enumerate(seen):
             t = torch.arange(16 * iteration, 16 * (iteration + 1))  # episodes run on across iterations
             expected_dones = ((t + 1) % length == 0).float()[:, None].expand(16, 2)  # both envs in step
-            assert torch.equal(dones, expected_dones)
-            assert torch.equal(terminated, dones if ends_by == "termination" else torch.zeros_like(dones))
+            assert torch.equal(dones.float(), expected_dones)  # 0/1 flags: never 2 when both ways end at once
+            assert torch.equal(terminated.float(), dones.float() if ends_by != "truncation" else torch.zeros_like(expected_dones))
             inside = dones[:-1] == 0
             assert torch.equal(next_values[:-1][inside], values[1:][inside])
-            final = next_values[dones == 1]
+            final = next_values[dones.bool()]
             assert torch.all(final == final[0])  # every episode ends on the same observation...
-            assert torch.all(final != values[1:][dones[:-1] == 1])  # ...which is not the reset observation
+            assert torch.all(final != values[1:][dones[:-1].bool()])  # ...which is not the reset observation
+            # and GAE restarts at every episode end: the advantages are those of each episode on its own
+            advantages = real_gae(rewards, values, next_values, terminated, dones, 0.99, 0.95)
+            for n in range(2):
+                for start in range(0, 16, 1):
+                    if start == 0 or dones[start - 1, n]:
+                        end = next((u for u in range(start, 16) if dones[u, n]), 15) + 1
+                        alone = real_gae(rewards[start:end, n], values[start:end, n], next_values[start:end, n],
+                                         terminated[start:end, n], dones[start:end, n], 0.99, 0.95)
+                        torch.testing.assert_close(advantages[start:end, n], alone)
     (truncation_run,) = glob.glob(str(tmp_path / "runs" / "*truncation*"))
     episodes = [m for m in read_metrics(truncation_run) if "charts/episodic_return" in m]
     assert len(episodes) == 2 * (64 // 2 // 5)  # every finished episode reaches the log, with its true return
@@ -173,3 +186,130 @@ def test_ppo_first_minibatch_sees_the_rollout_policy_exactly(env_id, tmp_path, m
     assert len(iterations) == 4
     assert all(m["losses/approx_kl"] == 0.0 and m["losses/clipfrac"] == 0.0 for m in iterations)
     assert all(m["losses/kl"] > 0 for m in iterations)  # the update itself did move the policy
+
+
+def test_normalize_advantages_centres_and_scales():
+    """Catches: advantages divided by their std but not mean-centred (or centred but not scaled)."""
+    advantages = torch.tensor([3.0, 5.0, 10.0, -2.0], dtype=torch.float64)
+    expected = (np.array([3.0, 5.0, 10.0, -2.0]) - 4.0) / np.std([3.0, 5.0, 10.0, -2.0], ddof=1)
+    np.testing.assert_allclose(normalize_advantages(advantages).numpy(), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("agent", agents(), ids=["categorical", "gaussian"])
+def test_approx_kl_estimates_the_exact_kl(agent):
+    """The k3 estimator over actions sampled from pi_old agrees with the analytic KL(pi_old || pi_new) within
+    4 standard errors, and is told apart from KL(pi_new || pi_old). Catches: a flipped sign, log r in place of
+    (r - 1) - log r, the ratio inverted."""
+    torch.manual_seed(2)
+    n = 200_000
+    with torch.no_grad():
+        old = agent.policy_params(torch.randn(1, 3)).double()
+        new = old + torch.tensor([[1.5, -1.0, 0.5, 0.0]], dtype=torch.float64)  # logits, or mean and log-std
+        old, new = old.repeat(n, 1), new.repeat(n, 1)
+        actions = agent.sample(old)
+        logratio = agent.log_prob_entropy(new, actions)[0] - agent.log_prob_entropy(old, actions)[0]
+        exact = kl_divergence(agent.dist(old), agent.dist(new))[0].item()
+        reverse = kl_divergence(agent.dist(new), agent.dist(old))[0].item()
+    standard_error = (logratio.exp() - 1 - logratio).std().item() / n**0.5
+    assert abs(approx_kl(logratio).item() - exact) < 4 * standard_error
+    assert abs(reverse - exact) > 20 * standard_error
+
+
+def discounted_returns_numpy(rewards, dones, gamma):
+    """R_t = gamma R_{t-1} + r_t per env, restarted after an episode end: plain numpy, for reference."""
+    out, carry = np.zeros_like(rewards), np.zeros(rewards.shape[1])
+    for t in range(len(rewards)):
+        carry = gamma * carry + rewards[t]
+        out[t] = carry
+        carry = np.where(dones[t], 0.0, carry)
+    return out
+
+
+def test_scale_rewards_divides_by_the_std_of_the_discounted_return():
+    """Catches: dividing by the variance instead of the std, centring the rewards, not restarting the return."""
+    rng = np.random.default_rng(0)
+    rewards = rng.normal(3.0, 2.0, size=(400, 2))
+    dones = rng.random((400, 2)) < 0.05
+    for scale in (1.0, 10.0):  # scaled rewards do not depend on the reward's units
+        norm = RunningNorm(()).double()
+        scaled, _ = scale_rewards(torch.from_numpy(rewards * scale), torch.from_numpy(dones), 0.9,
+                                  torch.zeros(2, dtype=torch.float64), norm)
+        std = discounted_returns_numpy(rewards * scale, dones, 0.9).std()
+        np.testing.assert_allclose(scaled.numpy(), rewards * scale / std, rtol=1e-3)
+
+
+def test_scaling_returns_reads_done_flags_as_booleans():
+    """A step that is both terminated and truncated, passed as done = 2, restarts the return like done = 1."""
+    rewards = torch.ones(4, 1)
+    for dones in (torch.tensor([[0.0], [1.0], [0.0], [0.0]]), torch.tensor([[0.0], [2.0], [0.0], [0.0]])):
+        returns, carry = scaling_returns(rewards, dones, 0.5, torch.zeros(1))
+        torch.testing.assert_close(returns[:, 0], torch.tensor([1.0, 1.5, 1.0, 1.5]))
+
+
+def test_evaluation_leaves_the_normalisation_frozen():
+    """Evaluating must not move the observation statistics (nor anything else in the agent)."""
+    env = gym.make("Pendulum-v1")
+    agent = Agent(3, env.action_space, norm_obs=True)
+    agent.obs_norm.update(torch.randn(100, 3) * 2 + 1)
+    before = {k: v.clone() for k, v in agent.state_dict().items()}
+    ppo_clip.evaluate(agent, "Pendulum-v1", 1, 0, torch.device("cpu"))
+    after = agent.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def train_tiny(tmp_path, monkeypatch, name, **overrides) -> list[dict]:
+    """Train in-process with a small CartPole budget; returns the iteration rows of metrics.jsonl."""
+    monkeypatch.chdir(tmp_path)
+    settings = dict(num_envs=2, num_steps=64, num_minibatches=2, update_epochs=4, total_timesteps=512, eval_episodes=0)
+    ppo_clip.train(Args(exp_name=name, **{**settings, **overrides}))
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / f"*__{name}__*"))
+    return [m for m in read_metrics(run_dir) if "charts/SPS" in m]
+
+
+def test_learning_rate_decays_linearly_to_zero(tmp_path, monkeypatch):
+    rows = train_tiny(tmp_path, monkeypatch, "anneal", learning_rate=1e-3)  # 4 iterations
+    assert [m["charts/learning_rate"] for m in rows] == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+    rows = train_tiny(tmp_path, monkeypatch, "constant", learning_rate=1e-3, anneal_lr=False)
+    assert [m["charts/learning_rate"] for m in rows] == pytest.approx([1e-3] * 4)
+
+
+def test_target_kl_stops_after_the_first_epoch_over_it(tmp_path, monkeypatch):
+    """The rule: after each epoch, stop if that epoch's mean approximate KL exceeds the target. Scripted KLs of
+    0, 0.015, 0.015, ... per epoch: the rule stops after epoch 2; a running mean over all epochs so far would
+    stop after epoch 4, a flipped comparison after epoch 1."""
+    calls = []
+
+    def scripted_kl(logratio):
+        calls.append(None)
+        return torch.tensor(0.0 if (len(calls) - 1) % 8 < 2 else 0.015)  # 2 minibatches per epoch, 4 epochs
+
+    monkeypatch.setattr(ppo_clip, "approx_kl", scripted_kl)
+    rows = train_tiny(tmp_path, monkeypatch, "target", total_timesteps=128, target_kl=0.01)
+    assert [m["losses/update_epochs"] for m in rows] == [2]
+    rows = train_tiny(tmp_path, monkeypatch, "no_target", total_timesteps=128)
+    assert [m["losses/update_epochs"] for m in rows] == [4]
+
+
+def test_gradient_clipping_limits_the_step(tmp_path, monkeypatch):
+    """With a global gradient norm clipped to 1e-9, Adam (eps 1e-5) barely moves: the policy stays put."""
+    free = train_tiny(tmp_path, monkeypatch, "free", total_timesteps=128)
+    clipped = train_tiny(tmp_path, monkeypatch, "clipped", total_timesteps=128, max_grad_norm=1e-9)
+    assert free[0]["losses/kl"] > 1e-6
+    assert clipped[0]["losses/kl"] < 1e-9
+
+
+def test_entropy_bonus_raises_the_entropy(tmp_path, monkeypatch):
+    """A large entropy coefficient pushes the policy towards uniform; with its sign flipped it collapses."""
+    rows = train_tiny(tmp_path, monkeypatch, "bonus", ent_coef=10.0, learning_rate=1e-2, anneal_lr=False)
+    assert all(m["losses/entropy"] > 0.69 for m in rows)  # log 2 = 0.6931: uniform over CartPole's two actions
+
+
+def test_two_runs_never_share_a_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first, second = ppo_clip.create_run_dir("same__name__1__0"), ppo_clip.create_run_dir("same__name__1__0")
+    assert first != second and os.path.isdir(first) and os.path.isdir(second)
+    monkeypatch.setattr(ppo_clip.time, "time", lambda: 1_000_000.0)  # two launches in the same second
+    train_tiny(tmp_path, monkeypatch, "twin", total_timesteps=128)
+    with pytest.raises(ValueError):  # train_tiny expects exactly one run of that name
+        train_tiny(tmp_path, monkeypatch, "twin", total_timesteps=128)
+    assert len(glob.glob(str(tmp_path / "runs" / "*__twin__*"))) == 2

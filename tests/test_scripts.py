@@ -4,11 +4,15 @@ determinism. Scripts join the family by adding a line to SCRIPTS."""
 import glob
 import os
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
+import tyro
 
-from conftest import only_run_dir, read_metrics
+from conftest import ROOT, only_run_dir, read_metrics
 
 SCRIPTS = ["ppo_clip.py"]
 TINY = ["--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "2",
@@ -42,9 +46,10 @@ def check_run(run_dir: str, script: str, total: int) -> list[dict]:
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_cartpole_train_save_evaluate_and_film(script, run_script, tmp_path):
-    proc = run_script(script, *TINY, "--save-model", "--exp-name", "smoke")
+    proc = run_script(script, *TINY, "--save-model", "--exp-name", "smoke", "--seed", "7")
     assert re.search(r"step 128/128 \| SPS \d+ \| return [\d.]+ \| ETA \d+s", proc.stdout)
     run_dir = only_run_dir(tmp_path)
+    assert f"run directory: {os.path.relpath(run_dir, tmp_path)}" in proc.stdout.splitlines()[0]
     metrics = check_run(run_dir, script, 128)
     for m in metrics:  # CartPole pays 1 per step: the logged return is the whole episode's
         if "charts/episodic_return" in m:
@@ -53,9 +58,10 @@ def test_cartpole_train_save_evaluate_and_film(script, run_script, tmp_path):
     assert checkpoint["args"]["env_id"] == "CartPole-v1" and checkpoint["model"]
     assert not glob.glob(os.path.join(run_dir, "*.tmp"))
 
+    # the saved seed (7) is the default: the same model replays the same episodes
     again = run_script(script, "--eval-checkpoint", os.path.join(run_dir, "smoke.pt"), "--eval-episodes", "2",
                        "--capture-video")
-    assert printed_eval(again.stdout) == pytest.approx(metrics[-1]["eval/episodic_return"])  # same model, same episodes
+    assert printed_eval(again.stdout) == pytest.approx(metrics[-1]["eval/episodic_return"])
     assert len(glob.glob(os.path.join(run_dir, "videos", "*.mp4"))) == 2
 
 
@@ -88,39 +94,141 @@ def test_track_offline_with_wandb(script, run_script, tmp_path):
     check_run(run_dir, script, 128)
 
 
-BAD_INPUT = {
+BAD_INPUT = {  # in every script
     "unknown env": (["--env-id", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
     "unsupported action space": (["--env-id", "tests.toy_envs:toy/MultiDiscreteActions-v0"], "action space MultiDiscrete"),
     "unsupported observation space": (["--env-id", "Blackjack-v1"], "observation space Tuple"),
+    "unimportable env module": (["--env-id", "no_such_module:Thing-v0"], "cannot make environment"),
     "zero steps": (["--total-timesteps", "0"], "--total-timesteps must be positive"),
-    "budget under one batch": (["--total-timesteps", "100"], "less than one batch"),
     "negative envs": (["--num-envs", "-1"], "--num-envs must be positive"),
-    "zero rollout": (["--num-steps", "0"], "--num-steps must be positive"),
-    "minibatches do not divide": (["--num-minibatches", "3"], "does not divide"),
-    "zero epochs": (["--update-epochs", "0"], "--update-epochs must be positive"),
     "gamma above one": (["--gamma", "1.5"], "--gamma must be in [0, 1]"),
-    "negative lambda": (["--gae-lambda", "-0.1"], "--gae-lambda must be in [0, 1]"),
     "zero learning rate": (["--learning-rate", "0"], "--learning-rate must be positive"),
     "nan learning rate": (["--learning-rate", "nan"], "--learning-rate must be positive"),
+    "infinite learning rate": (["--learning-rate", "inf"], "--learning-rate must be positive"),
+    "negative seed": (["--seed", "-1"], "--seed must be in [0, 2**32)"),
+    "seed too large": (["--seed", str(2**32)], "--seed must be in [0, 2**32)"),
+    "path in exp name": (["--exp-name", "a/b"], "--exp-name 'a/b'"),
+    "dot exp name": (["--exp-name", ".."], "--exp-name '..'"),
+    "negative eval episodes": (["--eval-episodes", "-1"], "--eval-episodes must be >= 0"),
     "missing checkpoint": (["--eval-checkpoint", "nope.pt"], "no such file"),
     "not a checkpoint": (["--eval-checkpoint", __file__], "is not a checkpoint"),
-    "unimportable env module": (["--env-id", "no_such_module:Thing-v0"], "cannot make environment"),
     "nan loss": (["--env-id", "tests.toy_envs:toy/NaNReward-v0", "--num-envs", "1", "--num-steps", "8",
-                  "--num-minibatches", "1", "--total-timesteps", "8"], "the loss became nan"),
+                  "--total-timesteps", "8"], "the loss became nan"),
+}
+BAD_INPUT_OF = {  # per script: its own flags
+    "ppo_clip.py": {
+        "budget under one batch": (["--total-timesteps", "100"], "less than one batch"),
+        "zero rollout": (["--num-steps", "0"], "--num-steps must be positive"),
+        "minibatches do not divide": (["--num-minibatches", "3"], "does not divide"),
+        "minibatch of one": (["--num-envs", "1", "--num-steps", "4", "--num-minibatches", "4", "--total-timesteps", "8"],
+                             "minibatches of 1 sample"),
+        "zero epochs": (["--update-epochs", "0"], "--update-epochs must be positive"),
+        "negative lambda": (["--gae-lambda", "-0.1"], "--gae-lambda must be in [0, 1]"),
+        "nan target kl": (["--target-kl", "nan"], "--target-kl must be positive"),
+        "negative target kl": (["--target-kl", "-0.01"], "--target-kl must be positive"),
+        "nan loss": (BAD_INPUT["nan loss"][0] + ["--num-minibatches", "1"], "the loss became nan"),
+    },
 }
 
 
-@pytest.mark.parametrize("case", BAD_INPUT)
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_bad_input_is_one_line_and_nonzero(script, case, run_script, tmp_path):
-    args, message = BAD_INPUT[case]
-    proc = run_script(script, *args, check=False)
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr, proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error:") and message in last, proc.stderr
+def cli(script: str, *argv: str):
+    """A script's command line run in this process (what `python SCRIPT ARGV` does, without the interpreter's
+    start-up): returns what it exited with (an error message or a code), None if it finished."""
+    module = import_script(script)
+    args = tyro.cli(module.Args, args=list(argv))
+    try:
+        module.evaluate_checkpoint(args) if args.eval_checkpoint else module.train(args)
+    except SystemExit as e:
+        return e.code
+    return None
+
+
+@pytest.mark.parametrize("script, case", [(s, c) for s in SCRIPTS for c in {**BAD_INPUT, **BAD_INPUT_OF[s]}])
+def test_bad_input_is_one_line(script, case, tmp_path, monkeypatch):
+    args, message = {**BAD_INPUT, **BAD_INPUT_OF[script]}[case]
+    monkeypatch.chdir(tmp_path)
+    exited_with = cli(script, *args)
+    assert isinstance(exited_with, str) and exited_with.startswith("error:") and "\n" not in exited_with, exited_with
+    assert message in exited_with
     if case != "nan loss":
         assert not glob.glob(str(tmp_path / "runs" / "*")), "bad input must be rejected before anything is written"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bad_input_exits_nonzero_without_traceback(script, run_script):
+    """The same errors from a real interpreter: exit status 1, the message as the one line on stderr."""
+    proc = run_script(script, "--learning-rate", "nan", check=False)
+    assert_one_line_error(proc, "--learning-rate must be positive")
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def assert_one_line_error(proc, message: str) -> None:
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and message in last, proc.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_unwritable_runs_directory_is_one_line(script, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("a file where the runs/ directory should be")
+    exited_with = cli(script, *TINY)
+    assert exited_with.startswith("error: cannot create the run directory") and "\n" not in exited_with
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_broken_checkpoints_are_one_line(script, tmp_path, monkeypatch):
+    """A checkpoint of another env (shapes differ) or with a key missing: a one-line error, no traceback."""
+    monkeypatch.chdir(tmp_path)
+    assert cli(script, *TINY, "--save-model", "--exp-name", "ok", "--eval-episodes", "0") is None
+    checkpoint = torch.load(glob.glob(str(tmp_path / "runs" / "*" / "ok.pt"))[0], weights_only=True)
+    other_env = {**checkpoint, "args": {**checkpoint["args"], "env_id": "Acrobot-v1"}}
+    missing_key = {k: v for k, v in checkpoint.items() if k != "model"}
+    for name, broken in (("other_env", other_env), ("missing_key", missing_key)):
+        torch.save(broken, tmp_path / f"{name}.pt")
+        exited_with = cli(script, "--eval-checkpoint", f"{name}.pt")
+        assert exited_with.startswith(f"error: {name}.pt is not a checkpoint of {script}") and "\n" not in exited_with
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_normalisation_switches(script, run_script, tmp_path, monkeypatch):
+    """--norm-obs / --no-norm-obs (and the reward twins) are plain switches; the default depends on the env."""
+    assert "--norm-obs, --no-norm-obs" in run_script(script, "--help").stdout
+    monkeypatch.chdir(tmp_path)
+    cli(script, *TINY, "--env-id", "Pendulum-v1", "--no-norm-obs", "--no-norm-reward", "--save-model",
+        "--exp-name", "off", "--eval-episodes", "0")
+    cli(script, *TINY, "--norm-obs", "--norm-reward", "--save-model", "--exp-name", "on", "--eval-episodes", "0")
+    saved = {name: torch.load(glob.glob(str(tmp_path / "runs" / "*" / f"{name}.pt"))[0], weights_only=True)["args"]
+             for name in ("off", "on")}
+    assert (saved["off"]["norm_obs"], saved["off"]["norm_reward"]) == (False, False)
+    assert (saved["on"]["norm_obs"], saved["on"]["norm_reward"]) == (True, True)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_ctrl_c_keeps_the_metrics_and_the_model(script, tmp_path):
+    """Ctrl-C mid-run: no traceback, a non-zero exit, the metrics so far on disk and the model saved as asked."""
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, script), "--total-timesteps", "10000000",
+                             "--save-model", "--exp-name", "stopped"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    for line in proc.stdout:  # wait for the first finished iteration
+        if line.startswith("step "):
+            break
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in stderr, stderr
+    assert "interrupted at step" in stderr.strip().splitlines()[-1]
+    run_dir = only_run_dir(tmp_path)
+    assert any("charts/SPS" in m for m in read_metrics(run_dir))
+    assert "model saved to" in stdout and os.path.isfile(os.path.join(run_dir, "stopped.pt"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_nan_statistics_are_logged_as_null(script, tmp_path, monkeypatch):
+    """Constant returns (reward 1, gamma 0) make the explained variance undefined: null in strict JSON."""
+    monkeypatch.chdir(tmp_path)
+    cli(script, *TINY, "--env-id", "tests.toy_envs:toy/Count-v0", "--gamma", "0", "--eval-episodes", "0")
+    rows = [m for m in read_metrics(only_run_dir(tmp_path)) if "losses/explained_variance" in m]
+    assert rows and all(m["losses/explained_variance"] is None for m in rows)
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])

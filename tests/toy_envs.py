@@ -31,6 +31,8 @@ class CountEnv(gym.Env):
 
 gym.register("toy/Count-v0", entry_point=CountEnv, max_episode_steps=5)
 gym.register("toy/CountTerminating-v0", entry_point=CountEnv, max_episode_steps=5, kwargs={"terminate_at": 3})
+# The env's own end coincides with the time limit: terminated and truncated are both True on step 5.
+gym.register("toy/CountTerminatingAtLimit-v0", entry_point=CountEnv, max_episode_steps=5, kwargs={"terminate_at": 5})
 gym.register("toy/NaNReward-v0", entry_point=CountEnv, max_episode_steps=5, kwargs={"reward": float("nan")})
 gym.register("toy/MultiDiscreteActions-v0", entry_point=CountEnv, max_episode_steps=5,
              kwargs={"action_space": MultiDiscrete([2, 3])})
