@@ -16,6 +16,25 @@ from ppo_clip import (Agent, Args, RunningNorm, approx_kl, clipped_surrogate, no
                       scaling_returns, value_loss)
 
 
+SMOKE = {  # for test_scripts.py: a CartPole run of 128 steps, the keys of every iteration, bad input of its own flags
+    "tiny": ["--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "2",
+             "--total-timesteps", "128", "--eval-episodes", "2"],
+    "keys": {"charts/SPS", "charts/learning_rate", "losses/policy_loss", "losses/value_loss", "losses/entropy",
+             "losses/approx_kl", "losses/clipfrac", "losses/explained_variance", "losses/kl", "losses/update_epochs"},
+    "bad_input": {
+        "budget under one batch": (["--total-timesteps", "50"], "less than one batch"),
+        "zero rollout": (["--num-steps", "0"], "--num-steps must be positive"),
+        "minibatches do not divide": (["--num-minibatches", "3"], "does not divide"),
+        "minibatch of one": (["--num-envs", "1", "--num-steps", "4", "--num-minibatches", "4", "--total-timesteps", "8"],
+                             "minibatches of 1 sample"),
+        "zero epochs": (["--update-epochs", "0"], "--update-epochs must be positive"),
+        "negative lambda": (["--gae-lambda", "-0.1"], "--gae-lambda must be in [0, 1]"),
+        "nan target kl": (["--target-kl", "nan"], "--target-kl must be positive"),
+        "negative target kl": (["--target-kl", "-0.01"], "--target-kl must be positive"),
+    },
+}
+
+
 def agents():
     torch.manual_seed(0)
     return [Agent(3, gym.spaces.Discrete(4), norm_obs=False), Agent(3, gym.spaces.Box(-1, 1, (2,)), norm_obs=True)]
