@@ -178,3 +178,16 @@ def test_runs_on_cuda():
     on_gpu = compute_gae(*(x.cuda() for x in segment), GAMMA, LAMBDA)
     assert on_gpu.is_cuda
     torch.testing.assert_close(on_gpu.cpu(), compute_gae(*segment, GAMMA, LAMBDA))
+
+
+# One-line mistakes in gae.py that this suite must catch (checked by `python tests/mutants.py --only gae`):
+# (name, file, exact text, its replacement[, text, replacement ...]).
+MUTANTS = [
+    ("gae: done read as a number", "gae.py", "decay = gamma * gae_lambda * dones.logical_not().to(dtype)",
+     "decay = gamma * gae_lambda * (1 - dones.to(dtype))"),
+    ("gae: dones in place of terminated in the TD error", "gae.py",
+     "gamma * terminated.logical_not().to(dtype) * next_values", "gamma * dones.logical_not().to(dtype) * next_values"),
+    ("gae: no lambda", "gae.py", "decay = gamma * gae_lambda * dones", "decay = gamma * dones"),
+    ("gae: reward-to-go ignores episode ends", "gae.py", "decay = gamma * dones.logical_not().to(rewards.dtype)",
+     "decay = gamma * torch.ones_like(rewards)"),
+]

@@ -332,3 +332,40 @@ def test_two_runs_never_share_a_directory(tmp_path, monkeypatch):
     with pytest.raises(ValueError):  # train_tiny expects exactly one run of that name
         train_tiny(tmp_path, monkeypatch, "twin", total_timesteps=128)
     assert len(glob.glob(str(tmp_path / "runs" / "*__twin__*"))) == 2
+
+
+# One-line mistakes in ppo_clip.py that this suite must catch (checked by `python tests/mutants.py --only ppo_clip`):
+# (name, file, exact text, its replacement[, text, replacement ...]).
+MUTANTS = [
+    ("ppo_clip: target-KL comparison flipped", "ppo_clip.py", "[:, 3].mean() > args.target_kl",
+     "[:, 3].mean() < args.target_kl"),
+    ("ppo_clip: target-KL on the mean of all epochs so far", "ppo_clip.py", "torch.stack(epoch_stats)[:, 3]",
+     "torch.stack(stats + epoch_stats)[:, 3]"),
+    ("ppo_clip: no learning-rate decay", "ppo_clip.py",
+     'optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate', "pass"),
+    ("ppo_clip: rewards divided by the variance", "ppo_clip.py",
+     "rewards / torch.sqrt(return_norm.var + return_norm.eps)", "rewards / (return_norm.var + return_norm.eps)"),
+    ("ppo_clip: entropy bonus sign flipped", "ppo_clip.py", "loss = pg_loss - args.ent_coef * entropy",
+     "loss = pg_loss + args.ent_coef * entropy"),
+    ("ppo_clip: advantages not mean-centred", "ppo_clip.py",
+     "return (advantages - advantages.mean()) / (advantages.std() + 1e-8)",
+     "return advantages / (advantages.std() + 1e-8)"),
+    ("ppo_clip: no gradient clipping", "ppo_clip.py",
+     "nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)", "pass"),
+    ("ppo_clip: done = terminated + truncated in float buffers", "ppo_clip.py",
+     "terminated_buf, done_buf = (np.zeros((args.num_steps, args.num_envs), dtype=bool) for _ in range(2))",
+     "terminated_buf, done_buf = (np.zeros((args.num_steps, args.num_envs), dtype=np.float32) for _ in range(2))",
+     "done_buf[step] = terminated_buf[step] | truncated", "done_buf[step] = terminated_buf[step] + truncated"),
+    ("ppo_clip: reward-scaling return not restarted", "ppo_clip.py",
+     "running_return = running_return * dones[t].logical_not()", "pass"),
+    ("ppo_clip: clip on the optimistic side", "ppo_clip.py",
+     "return torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()",
+     "return torch.min(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()"),
+    ("ppo_clip: evaluation updates the observation statistics", "ppo_clip.py",
+     "obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)",
+     "obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device); "
+     "agent.obs_norm.update(obs_t[None]) if agent.continuous else None"),
+    ("ppo_clip: run directory reused", "ppo_clip.py", "os.makedirs(path)\n", "os.makedirs(path, exist_ok=True)\n"),
+    ("ppo_clip: bootstrap from the reset observation", "ppo_clip.py",
+     "next_obs_buf[step, ended] = np.stack(infos[\"final_obs\"][ended])", "pass"),
+]

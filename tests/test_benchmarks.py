@@ -1,0 +1,88 @@
+"""The benchmark tooling (benchmarks/): the sweep's grid has presets in run.py, one sweep cell runs end to end
+offline, and run.py's summary (and plot.py's table) of synthetic metrics is right.
+
+    .venv/bin/python -m pytest -q tests/test_benchmarks.py
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import plot  # noqa: E402
+import run  # noqa: E402
+
+
+def load_sweep() -> dict:
+    with open(os.path.join(ROOT, "benchmarks", "sweep.yaml")) as f:
+        return yaml.safe_load(f)
+
+
+def test_every_sweep_cell_has_a_preset():
+    sweep = load_sweep()
+    assert sweep["method"] == "grid" and os.path.isfile(os.path.join(ROOT, sweep["program"]))
+    parameters = sweep["parameters"]
+    assert parameters["seed"]["values"]
+    for script in parameters["script"]["values"]:
+        assert os.path.isfile(os.path.join(ROOT, script))
+        for env in parameters["env_id"]["values"]:
+            assert env in run.PRESETS[script] and env in run.BUDGETS, (script, env)
+
+
+def test_one_sweep_cell_runs_offline(tmp_path):
+    cell = run.Cell("ppo_clip.py", "CartPole-v1", 1)
+    cmd = [sys.executable, os.path.join(ROOT, load_sweep()["program"]), f"--script={cell.script}",
+           f"--env_id={cell.env}", f"--seed={cell.seed}", "--total-timesteps=512", f"--runs-dir={tmp_path}",
+           "--", "--num-envs", "2", "--num-steps", "64", "--eval-episodes", "1"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "WANDB_MODE": "offline"}, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    metrics = run.cell_metrics(cell.dir(str(tmp_path / "sweep")))
+    assert metrics and run.is_finished(metrics)
+
+
+def write_metrics(cell_dir: str, rows: list[dict], tail: str = "") -> None:
+    os.makedirs(os.path.join(cell_dir, "runs", "run"))
+    with open(os.path.join(cell_dir, "runs", "run", "metrics.jsonl"), "w") as f:
+        f.write("".join(json.dumps(row) + "\n" for row in rows) + tail)
+
+
+def test_summary_of_synthetic_runs(tmp_path):
+    bench = str(tmp_path / "runs" / "synthetic")
+    # episode i ends at step 10 (i + 1) with return i; an iteration row every 2000 steps; then the eval row
+    episodes = [{"global_step": 10 * (i + 1), "charts/episodic_return": i, "charts/episodic_length": 10}
+                for i in range(1000)]
+    iterations = [{"global_step": 2000 * k, "charts/SPS": 100 * k, "losses/value_loss": None} for k in range(1, 6)]
+    rows = sorted(episodes + iterations, key=lambda row: row["global_step"])
+    write_metrics(run.Cell("ppo_clip.py", "CartPole-v1", 1).dir(bench),
+                  rows + [{"global_step": 10000, "eval/episodic_return": 123.0}])
+    # a run killed mid-write: 50 episodes, a null return, half a line
+    write_metrics(run.Cell("ppo_clip.py", "CartPole-v1", 2).dir(bench),
+                  episodes[:50] + [{"global_step": 510, "charts/episodic_return": None}], tail='{"global_st')
+
+    results = run.summarize("synthetic", bench)
+    finished, unfinished = results["cells"]
+    assert (finished["seed"], finished["finished"], finished["steps"], finished["episodes"]) == (1, True, 10000, 1000)
+    assert finished["last100_return"] == np.mean(range(900, 1000))
+    assert (finished["eval_return"], finished["final_sps"]) == (123.0, 500)
+    assert finished["steps_to_threshold"] == 4860  # mean of episodes i-19..i is i - 9.5 >= 475 first at i = 485
+    curve = np.array(finished["curve"])
+    assert len(curve) == run.CURVE_POINTS and np.all(np.diff(curve[:, 0]) > 0)
+    assert curve[0].tolist() == [30, 2.0]  # the first bin: episodes 0-4, steps 10-50
+    assert abs(curve[:, 1].mean() - 499.5) < 1
+    assert (unfinished["finished"], unfinished["episodes"], unfinished["eval_return"]) == (False, 50, None)
+    assert unfinished["curve"] == [[row["global_step"], row["charts/episodic_return"]] for row in episodes[:50]]
+
+    path = str(tmp_path / "synthetic.json")
+    run.write_json(path, results)
+    plot.main([path])
+    table = (tmp_path / "synthetic.md").read_text()
+    row = "| ppo_clip.py | CartPole-v1 | 10000 | 1 (+1 unfinished) | 949.5 +- 0.0 | 123.0 +- 0.0 | >= 475: 4860 (1/1) |"
+    assert row in table
+    assert (tmp_path / "synthetic_CartPole-v1.png").stat().st_size > 0
