@@ -40,8 +40,29 @@ MUJOCO = "--num-envs 1 --num-steps 2048 --num-minibatches 32 --update-epochs 10 
 # Flags per script and env id ("": the script's defaults, CleanRL's classic-control preset).
 # Each script adds its presets here; sweep_cell.py and tests/test_benchmarks.py read this table too.
 PRESETS = {
+    # reinforce.py: its defaults on classic control; on Pendulum and MuJoCo about 2000 steps of whole episodes per
+    # update at lr 1e-3 (Tianshou's REINFORCE MuJoCo settings). Not tuned there.
+    "reinforce.py": {"CartPole-v1": "", "Acrobot-v1": "", **{env: "--num-envs 2 --num-steps 1000 --learning-rate 1e-3"
+                     for env in ("Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")}},
+    # vpg_baseline.py: its defaults on classic control; Spinning Up's VPG (4000 steps per epoch, pi lr 3e-4, lambda
+    # 0.97, 80 value steps at lr 1e-3) on Pendulum and MuJoCo. Not tuned there.
+    "vpg_baseline.py": {"CartPole-v1": "", "Acrobot-v1": "", **{
+        env: "--num-envs 4 --num-steps 1000 --learning-rate 3e-4 --gae-lambda 0.97"
+        for env in ("Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")}},
     "ppo_clip.py": {"CartPole-v1": "", "Acrobot-v1": "", "Pendulum-v1": MUJOCO,
                     "HalfCheetah-v5": MUJOCO, "Hopper-v5": MUJOCO, "Walker2d-v5": MUJOCO},
+    "ppo_kl.py": {"CartPole-v1": "", "Acrobot-v1": "", "Pendulum-v1": MUJOCO,  # ppo_clip.py's, for a side by side
+                  "HalfCheetah-v5": MUJOCO, "Hopper-v5": MUJOCO, "Walker2d-v5": MUJOCO},
+    # actor_critic.py: its defaults (8 envs x 5 steps, TD(0)) on classic control; Tianshou's A2C MuJoCo settings
+    # (16 envs x 5 steps, GAE 0.95, entropy 0.01) on Pendulum and MuJoCo.
+    "actor_critic.py": {"CartPole-v1": "", "Acrobot-v1": "", **{env: "--num-envs 16 --gae-lambda 0.95 --ent-coef 0.01"
+                        for env in ("Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")}},
+    # npg.py and trpo.py: their defaults (the rl-baselines3-zoo TRPO CartPole shape, 2 envs x 512 steps) on classic
+    # control; the zoo's TRPO MuJoCo preset (2 envs x 1024 steps, 20 critic epochs of minibatches of 128, 25 CG steps)
+    # on Pendulum and MuJoCo.
+    **{script: {"CartPole-v1": "", "Acrobot-v1": "", **{
+        env: "--num-envs 2 --num-steps 1024 --num-minibatches 16 --update-epochs 20 --cg-iters 25"
+        for env in ("Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")}} for script in ("npg.py", "trpo.py")},
 }
 BUDGETS = {"CartPole-v1": 500_000, "Acrobot-v1": 500_000, "Pendulum-v1": 1_000_000,
            "HalfCheetah-v5": 1_000_000, "Hopper-v5": 1_000_000, "Walker2d-v5": 1_000_000}

@@ -208,7 +208,7 @@ def test_ctrl_c_keeps_the_metrics_and_the_model(script, tmp_path):
     assert "model saved to" in stdout and os.path.isfile(os.path.join(run_dir, "stopped.pt"))
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if "losses/explained_variance" in SMOKE[s]["keys"]])
 def test_nan_statistics_are_logged_as_null(script, tmp_path, monkeypatch):
     """Constant returns (reward 1, gamma 0) make the explained variance undefined: null in strict JSON."""
     monkeypatch.chdir(tmp_path)
@@ -223,9 +223,10 @@ def test_same_seed_same_metrics(script, env_id, tmp_path, monkeypatch):
     module = import_script(script)
     monkeypatch.chdir(tmp_path)
     runs = []
-    for name in ("first", "second"):
-        module.train(module.Args(env_id=env_id, num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2,
-                                 total_timesteps=192, eval_episodes=1, exp_name=name, seed=3))
+    for name in ("first", "second"):  # the script's tiny flags, a budget of 192 steps
+        args = tyro.cli(module.Args, args=[*tiny(script), "--env-id", env_id, "--total-timesteps", "192",
+                                           "--eval-episodes", "1", "--exp-name", name, "--seed", "3"])
+        module.train(args)
         (run_dir,) = glob.glob(str(tmp_path / "runs" / f"*__{name}__*"))
         runs.append([{k: v for k, v in m.items() if k != "charts/SPS"} for m in read_metrics(run_dir)])
     assert runs[0] == runs[1]

@@ -1,0 +1,197 @@
+"""The math of reinforce.py (checks 1 and 2 of IMPLEMENTATION_NOTES.md) and its whole-episode batches."""
+
+import glob
+import math
+
+import pytest
+import torch
+
+import reinforce
+from conftest import read_metrics
+from exact_gradients import (DTYPE, bandit, per_episode_gradients, random_mdp, sample_episodes, total_variance,
+                             z_scores)
+from reinforce import Args, episode_returns, policy_gradient_loss
+
+SMOKE = {  # for test_scripts.py: a CartPole run of 128 steps, the keys of every iteration, bad input of its own flags
+    "tiny": ["--num-envs", "2", "--num-steps", "32", "--total-timesteps", "128", "--eval-episodes", "2"],
+    "keys": {"charts/SPS", "charts/learning_rate", "losses/policy_loss", "losses/entropy", "losses/kl"},
+    "bad_input": {
+        "budget under one batch": (["--total-timesteps", "50"], "less than one batch"),
+        "zero rollout": (["--num-steps", "0"], "--num-steps must be positive"),
+        "zero gradient norm": (["--max-grad-norm", "0"], "--max-grad-norm must be positive"),
+        "negative entropy coefficient": (["--ent-coef", "-0.1"], "--ent-coef must be >= 0"),
+    },
+}
+Z = 4.5  # |z| bound for a correct estimator (several components: a little above the usual 4)
+
+
+def test_episode_returns_by_hand():
+    """Column 0: episodes [1, 2] and [3, 4, 5]; column 1: one episode [1, 1, 1], then padding. gamma = 0.5.
+    Catches: rewards from before t in G_t, no restart at an episode end, the reward-to-go switch inverted,
+    R(tau) not discounted from the episode's start."""
+    rewards = torch.tensor([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0], [4.0, 0.0], [5.0, 0.0]], dtype=DTYPE)
+    dones = torch.tensor([[0, 0], [1, 0], [0, 1], [0, 1], [1, 1]], dtype=torch.bool)
+    to_go = torch.tensor([[2.0, 1.75], [2.0, 1.5], [6.25, 1.0], [6.5, 0.0], [5.0, 0.0]], dtype=DTYPE)
+    whole = torch.tensor([[2.0, 1.75], [2.0, 1.75], [6.25, 1.75], [6.25, 0.0], [6.25, 0.0]], dtype=DTYPE)
+    torch.testing.assert_close(episode_returns(rewards, dones, 0.5, reward_to_go=True), to_go)
+    torch.testing.assert_close(episode_returns(rewards, dones, 0.5, reward_to_go=False), whole)
+    # flags read as booleans: a step both terminated and truncated, passed as 2.0, still just ends its episode
+    twos = dones.to(DTYPE) * 2
+    torch.testing.assert_close(episode_returns(rewards, twos, 0.5, reward_to_go=False), whole)
+    torch.testing.assert_close(episode_returns(rewards[:, 0], twos[:, 0], 0.5, reward_to_go=True), to_go[:, 0])
+
+
+def test_bandit_score_function_gradient_and_a_constant_baseline():
+    """Check 1: softmax bandit, exact grad J = pi * (r - J). The score-function estimate through the script's loss
+    agrees within a few standard errors; subtracting a constant b = J keeps the mean and lowers the variance.
+    Catches: the loss's sign flipped, a sum where the mean belongs (the estimate scales with the batch)."""
+    mdp = bandit([10.0, 11.0, 8.0, 12.0], reward_noise=1.0)  # all rewards far from 0: a baseline pays
+    theta = torch.tensor([[0.3, -0.2, 0.5, 0.0]], dtype=DTYPE)
+    pi = theta.softmax(-1)
+    J = (pi * mdp.r).sum()
+    exact = pi * (mdp.r - J)
+    batch = sample_episodes(mdp, theta, columns=40_000, episodes_per_column=1, seed=1)
+    returns = episode_returns(batch.rewards, batch.dones, mdp.gamma, reward_to_go=True)
+    plain = per_episode_gradients(theta, batch, policy_gradient_loss, lambda copies: returns)
+    baselined = per_episode_gradients(theta, batch, policy_gradient_loss, lambda copies: returns - J)
+    assert z_scores(plain, exact).abs().max() < Z
+    assert z_scores(baselined, exact).abs().max() < Z
+    assert total_variance(baselined) < 0.1 * total_variance(plain)
+    assert z_scores(plain, -exact).abs().max() > 3 * Z  # enough samples to see a sign error
+
+
+def test_tabular_mdp_autograd_matches_the_policy_gradient_theorem():
+    """Check 2, exact part: autograd of J = rho0^T (I - gamma P_pi)^-1 r_pi equals the policy-gradient-theorem sum;
+    dropping gamma^t (the convention of the reward-to-go estimator) gives a visibly different vector here."""
+    mdp = random_mdp(seed=0)
+    theta = torch.randn(3, 2, dtype=DTYPE, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    (autograd,) = torch.autograd.grad(mdp.J(theta), theta)
+    torch.testing.assert_close(autograd, mdp.pgt_gradient(theta, drop_discount=False), rtol=1e-10, atol=1e-12)
+    assert (mdp.pgt_gradient(theta, drop_discount=True) - autograd).abs().max() > 0.2
+
+
+@pytest.fixture(scope="module")
+def mdp_episodes():
+    mdp = random_mdp(seed=0)
+    theta = torch.randn(3, 2, dtype=DTYPE, generator=torch.Generator().manual_seed(1))
+    batch = sample_episodes(mdp, theta, columns=20_000, episodes_per_column=2, seed=2)
+    return mdp, theta, batch
+
+
+def test_reinforce_estimators_agree_with_the_gradients_they_estimate(mdp_episodes):
+    """Check 2, sampled part: two whole episodes per column, as the script stores them. The reward-to-go estimate
+    agrees with the gamma^t-dropped gradient (the convention reinforce.py states), and is told apart from the exact
+    one; the whole-episode estimate R(tau) agrees with the exact gradient and has the larger variance.
+    Catches: the reward-to-go switch inverted, no restart at episode ends (the first episode's returns would take
+    in the second's rewards), rewards from before t in G_t."""
+    mdp, theta, batch = mdp_episodes
+    exact, dropped = mdp.pgt_gradient(theta, drop_discount=False), mdp.pgt_gradient(theta, drop_discount=True)
+    estimates = {}
+    for to_go in (True, False):
+        weights = episode_returns(batch.rewards, batch.dones, mdp.gamma, reward_to_go=to_go)
+        estimates[to_go] = per_episode_gradients(theta, batch, policy_gradient_loss, lambda copies: weights)
+    assert z_scores(estimates[True], dropped).abs().max() < Z
+    assert z_scores(estimates[True], exact).abs().max() > 3 * Z
+    assert z_scores(estimates[False], exact).abs().max() < Z
+    assert z_scores(estimates[False], dropped).abs().max() > 3 * Z
+    assert total_variance(estimates[True]) < 0.8 * total_variance(estimates[False])
+
+
+def train_toy(tmp_path, monkeypatch, name: str, **overrides) -> tuple[list[torch.Tensor], list[dict]]:
+    """Train in-process on toy/Count-v0 (reward 1 per step, cut by a time limit after 5 steps), recording the
+    weights every policy-gradient loss sees; returns them and the rows of metrics.jsonl."""
+    import toy_envs  # noqa: F401  (registers the toy envs)
+
+    seen = []
+    real_loss = reinforce.policy_gradient_loss
+    monkeypatch.setattr(reinforce, "policy_gradient_loss", lambda lp, w: seen.append(w.clone()) or real_loss(lp, w))
+    monkeypatch.chdir(tmp_path)
+    settings = dict(env_id="toy/Count-v0", num_envs=2, num_steps=3, total_timesteps=20, gamma=1.0, norm_adv=False,
+                    eval_episodes=0)
+    reinforce.train(Args(exp_name=name, **{**settings, **overrides}))
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / f"*__{name}__*"))
+    return seen, read_metrics(run_dir)
+
+
+@pytest.mark.parametrize("num_steps, episodes_per_env", [(3, 1), (5, 1), (6, 2), (7, 2)])
+def test_batches_hold_whole_episodes(num_steps, episodes_per_env, tmp_path, monkeypatch):
+    """Every env runs num_steps steps, then finishes the episode in flight: each 5-step episode is trained on whole,
+    with returns-to-go 5, 4, 3, 2, 1 (a time limit ends it with the return it got), and every batch starts new ones.
+    Catches: a batch cut at num_steps (a partial episode trained on as if it were whole)."""
+    seen, metrics = train_toy(tmp_path, monkeypatch, f"whole{num_steps}", num_steps=num_steps,
+                              total_timesteps=10 * episodes_per_env * 2)
+    expected = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0] * 2 * episodes_per_env)
+    assert len(seen) == 2 and all(torch.equal(w.sort().values, expected.sort().values) for w in seen)
+    iterations = [m["global_step"] for m in metrics if "charts/SPS" in m]
+    assert iterations == [10 * episodes_per_env, 20 * episodes_per_env]  # every env step counted, once
+    episodes = [m for m in metrics if "charts/episodic_return" in m]
+    assert len(episodes) == 4 * episodes_per_env
+    assert all(m["charts/episodic_return"] == 5.0 and m["charts/episodic_length"] == 5 for m in episodes)
+
+
+def test_whole_episode_weights_in_the_loop(tmp_path, monkeypatch):
+    """--no-reward-to-go weights every step of an episode by its whole return, here 5 (gamma = 1)."""
+    seen, _ = train_toy(tmp_path, monkeypatch, "whole_return", reward_to_go=False)
+    assert all(torch.equal(w, torch.full((10,), 5.0)) for w in seen)
+
+
+def test_learning_rate_decays_linearly_to_zero(tmp_path, monkeypatch):
+    """Batches of exactly 10 steps (2 envs, one 5-step episode each): the rate follows the env steps 0, 10, 20, 30
+    of a 40-step budget."""
+    _, metrics = train_toy(tmp_path, monkeypatch, "anneal", num_steps=5, total_timesteps=40, learning_rate=1e-3)
+    assert [m["charts/learning_rate"] for m in metrics if "charts/SPS" in m] == pytest.approx(
+        [1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+
+
+def train_cartpole(tmp_path, monkeypatch, name: str, **overrides) -> list[dict]:
+    monkeypatch.chdir(tmp_path)
+    reinforce.train(Args(exp_name=name, **{**dict(num_envs=2, num_steps=32, total_timesteps=256, eval_episodes=0),
+                                           **overrides}))
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / f"*__{name}__*"))
+    return [m for m in read_metrics(run_dir) if "charts/SPS" in m]
+
+
+def test_gradient_clipping_limits_the_step(tmp_path, monkeypatch):
+    """With a global gradient norm clipped to 1e-9, Adam (eps 1e-5) barely moves: the policy stays put."""
+    free = train_cartpole(tmp_path, monkeypatch, "free")
+    clipped = train_cartpole(tmp_path, monkeypatch, "clipped", max_grad_norm=1e-9)
+    assert free[0]["losses/kl"] > 1e-3
+    assert clipped[0]["losses/kl"] < 1e-5 * free[0]["losses/kl"]
+
+
+def test_entropy_bonus_raises_the_entropy(tmp_path, monkeypatch):
+    """A large entropy coefficient keeps the policy near uniform (the first Adam steps move every weight by about the
+    learning rate, whatever the loss, so not exactly); with its sign flipped the policy collapses."""
+    rows = train_cartpole(tmp_path, monkeypatch, "bonus", ent_coef=10.0, learning_rate=1e-2, anneal_lr=False,
+                          total_timesteps=512)
+    assert all(m["losses/entropy"] > math.log(2) - 0.01 for m in rows)
+
+
+# One-line mistakes that this suite must catch (checked by `python tests/mutants.py --only reinforce`):
+# (name, file, exact text, its replacement[, text, replacement ...]).
+MUTANTS = [
+    ("reinforce: reward-to-go switch inverted", "reinforce.py", "    if reward_to_go:\n", "    if not reward_to_go:\n"),
+    ("reinforce: reward-to-go not restarted at episode ends", "reinforce.py",
+     "returns = discounted_reward_to_go(rewards, dones, gamma)",
+     "returns = discounted_reward_to_go(rewards, torch.zeros_like(dones), gamma)"),
+    ("reinforce: R(tau) not restarted at episode ends", "reinforce.py", "starts[1:] = dones[:-1] != 0",
+     "starts[1:] = False"),
+    ("reinforce: R(tau) undiscounted", "reinforce.py",
+     "returns = discounted_reward_to_go(rewards, dones, gamma)\n    if reward_to_go:\n        return returns\n",
+     "returns = discounted_reward_to_go(rewards, dones, gamma)\n    if reward_to_go:\n        return returns\n"
+     "    returns = discounted_reward_to_go(rewards, dones, 1.0)\n"),
+    ("reinforce: reward-to-go includes rewards from before t (gae.reward_to_go run forward)", "gae.py",
+     "for t in reversed(range(rewards.shape[0])):", "for t in range(rewards.shape[0]):"),
+    ("reinforce: policy loss sign flipped", "reinforce.py", "return -(logprobs * weights.detach()).mean()",
+     "return (logprobs * weights.detach()).mean()"),
+    ("reinforce: loss summed over steps, not averaged", "reinforce.py", "return -(logprobs * weights.detach()).mean()",
+     "return -(logprobs * weights.detach()).sum()"),
+    ("reinforce: partial episodes trained on as if whole", "reinforce.py", "while in_flight.any():",
+     "while in_flight.any() and step < args.num_steps:"),
+    ("reinforce: no learning-rate decay", "reinforce.py",
+     'optimizer.param_groups[0]["lr"] = (1.0 - global_step / args.total_timesteps) * args.learning_rate', "pass"),
+    ("reinforce: no gradient clipping", "reinforce.py",
+     "nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)", "pass"),
+    ("reinforce: entropy bonus sign flipped", "reinforce.py", "loss = pg_loss - args.ent_coef * entropy",
+     "loss = pg_loss + args.ent_coef * entropy"),
+]

@@ -1,0 +1,639 @@
+"""Trust region policy optimization (Schulman et al. 2015, "Trust Region Policy Optimization").
+
+Each iteration collects num_envs x num_steps transitions with pi_old, estimates advantages A with GAE, and
+maximises the importance-sampled surrogate under a trust region on the KL to pi_old:
+
+    L(theta) = E[r A], r = pi_theta(a|s) / pi_old(a|s);  g = grad_theta L at theta_old
+    F v = grad_theta [(grad_theta KLbar(pi_old || pi_theta)) . v] + damping v   (Fisher-vector product)
+    x = CG(F, g) ~ F^-1 g;  s = sqrt(2 delta / (x^T F x)) x       (the natural step of npg.py)
+    theta <- theta_old + coef^j s for the first j = 0, 1, ... with KLbar <= delta and L(theta) >= L(theta_old);
+             theta_old, restored exactly, when no j < backtrack_iters passes
+
+KLbar is the mean over the batch of the analytic KL to the stored old distribution. The critic, a separate
+network, is then fitted by minibatch Adam regression of V(s) on the GAE returns A + V_old(s).
+
+Discrete actions use a categorical policy, Box actions a diagonal Gaussian with a state-independent
+log-std; continuous control normalises observations and scales rewards by default.
+
+    python trpo.py                                              # CartPole-v1, classic-control preset
+    python trpo.py --env-id HalfCheetah-v5 --total-timesteps 1000000 --num-envs 2 --num-steps 1024 \
+        --num-minibatches 16 --update-epochs 20 --cg-iters 25                     # MuJoCo preset
+    python trpo.py --eval-checkpoint runs/RUN/trpo.pt --capture-video            # evaluate a saved model
+"""
+
+import json
+import math
+import os
+import random
+import re
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
+
+from gae import compute_gae
+
+Distribution.set_default_validate_args(False)
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment: letters, digits, '.', '_', '-' (the checkpoint is runs/{run_name}/{exp_name}.pt)"""
+    seed: Optional[int] = None
+    """seed of python, numpy, torch and the environments, in [0, 2**32) (default: 1 for training, the saved
+    seed for --eval-checkpoint, which then replays the end-of-training evaluation)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """train on the GPU (tiny MLPs are usually faster on the CPU)"""
+    torch_threads: int = 1
+    """CPU threads for torch; one is fastest for tiny MLPs"""
+    track: bool = False
+    """log to Weights and Biases (set WANDB_MODE=offline to run without network)"""
+    wandb_project_name: str = "policy-gradients"
+    """the wandb project name"""
+    wandb_entity: Optional[str] = None
+    """the wandb entity (team)"""
+    capture_video: bool = False
+    """film the evaluation episodes to runs/{run_name}/videos"""
+    save_model: bool = False
+    """save weights, normalisation statistics and args to runs/{run_name}/{exp_name}.pt (also on Ctrl-C)"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes at the end of training (0 to skip)"""
+    eval_checkpoint: Optional[str] = None
+    """evaluate this saved .pt file instead of training (with --eval-episodes, --capture-video, --seed)"""
+
+    # Algorithm specific arguments
+    env_id: str = "CartPole-v1"
+    """the id of the Gymnasium environment"""
+    total_timesteps: int = 500000
+    """total environment steps of the experiment"""
+    learning_rate: float = 1e-3
+    """the learning rate of the critic's Adam optimizer (the policy takes natural-gradient steps)"""
+    num_envs: int = 2
+    """the number of parallel environments"""
+    num_steps: int = 512
+    """the number of steps to run in each environment per rollout"""
+    anneal_lr: bool = False
+    """decay the critic's learning rate linearly to zero"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda of generalised advantage estimation"""
+    num_minibatches: int = 8
+    """the number of minibatches the batch is split into for the critic's regression"""
+    update_epochs: int = 10
+    """the number of epochs of the critic's regression over the batch per iteration"""
+    norm_adv: bool = True
+    """normalise advantages per batch"""
+    max_kl: float = 0.01
+    """the trust-region size delta: the step's quadratic model of the mean KL(pi_old || pi_new)"""
+    cg_iters: int = 10
+    """the number of conjugate-gradient iterations (Fisher-vector products) solving F x = g"""
+    cg_damping: float = 0.1
+    """added to the Fisher matrix (F + damping I) so that conjugate gradient stays well conditioned"""
+    backtrack_iters: int = 10
+    """the most steps coef^j s tried by the line search (j = 0 .. backtrack_iters - 1)"""
+    backtrack_coef: float = 0.8
+    """the factor coef by which the line search shrinks the step"""
+    # On/off switches whose default (None) depends on the env: on for continuous actions, off for discrete.
+    norm_obs: tyro.conf.DisallowNone[Optional[bool]] = None
+    """normalise observations by a running mean/std, frozen at evaluation (default: on for continuous actions)"""
+    norm_reward: tyro.conf.DisallowNone[Optional[bool]] = None
+    """divide rewards by the running std of the discounted return (default: on for continuous actions)"""
+
+
+def check_args(args: Args) -> None:
+    """Reject bad input with a one-line error before anything is built: everything that could fail at the
+    end of a run (names, sizes, the checkpoint path) is checked here, at its start."""
+    finite = math.isfinite  # NaN and inf fail every rule below
+    rules = [("must be positive", lambda v: finite(v) and v > 0, ["total_timesteps", "learning_rate", "num_envs",
+              "num_steps", "num_minibatches", "update_epochs", "max_kl", "cg_iters", "backtrack_iters", "torch_threads"]),
+             ("must be in (0, 1)", lambda v: finite(v) and 0 < v < 1, ["backtrack_coef"]),
+             ("must be in [0, 1]", lambda v: finite(v) and 0 <= v <= 1, ["gamma", "gae_lambda"]),
+             ("must be >= 0", lambda v: finite(v) and v >= 0, ["cg_damping", "eval_episodes"]),
+             ("must be in [0, 2**32)", lambda v: v is None or 0 <= v < 2**32, ["seed"])]
+    problems = [f"--{name.replace('_', '-')} {rule}, got {getattr(args, name)}"
+                for rule, ok, names in rules for name in names if not ok(getattr(args, name))]
+    if not re.fullmatch(r"[\w.-]+", args.exp_name) or not args.exp_name.strip("."):
+        problems.append(f"--exp-name {args.exp_name!r}: use letters, digits, '.', '_' and '-' only")
+    batch_size = args.num_envs * args.num_steps
+    if not problems and batch_size % args.num_minibatches:
+        problems.append(f"--num-minibatches {args.num_minibatches} does not divide the batch of "
+                        f"{args.num_envs} envs x {args.num_steps} steps = {batch_size}")
+    if not problems and args.norm_adv and batch_size < 2:
+        problems.append(f"a batch of {batch_size} sample: advantage normalisation needs at least 2 (raise --num-steps)")
+    if not problems and args.total_timesteps < batch_size and args.eval_checkpoint is None:
+        problems.append(f"--total-timesteps {args.total_timesteps} is less than one batch ({batch_size})")
+    if args.cuda and not torch.cuda.is_available():
+        problems.append("--cuda was given but CUDA is not available")
+    if args.eval_checkpoint is not None and not os.path.isfile(args.eval_checkpoint):
+        problems.append(f"--eval-checkpoint {args.eval_checkpoint}: no such file")
+    if problems:
+        sys.exit(f"error: {problems[0]}")
+
+
+def make_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    """Synchronous vector env in SAME_STEP autoreset mode: every step is a real transition and the
+    last observation of a finished episode arrives in infos["final_obs"]. With copy=False the returned
+    arrays are reused by the next step, so callers copy them (into the rollout buffers) at once."""
+    try:
+        envs = gym.make_vec(env_id, num_envs, vectorization_mode="sync",
+                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "copy": False})
+    except Exception as e:  # unknown id, missing dependency, unimportable module: all the user's to fix
+        sys.exit(f"error: cannot make environment {env_id!r}: {type(e).__name__}: {e}".replace("\n", " "))
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        sys.exit(f"error: {env_id} has observation space {obs_space}; supported: a 1-D Box")
+    if not (isinstance(act_space, gym.spaces.Discrete)
+            or (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1)):
+        sys.exit(f"error: {env_id} has action space {act_space}; supported: Discrete (categorical policy) "
+                 "or a 1-D Box (Gaussian policy)")
+    return envs
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class RunningNorm(nn.Module):
+    """Running mean and variance (parallel update of Chan et al.); normalises as clip((x - mean) / std).
+    The statistics start at mean 0, variance 1 (as in SB3's VecNormalize), so the first rollout sees raw
+    observations clipped to +-10; they are not seeded from the reset observations, whose spread (MuJoCo's
+    reset noise is about 0.1) is far below that of the states that follow and would saturate the clip."""
+
+    def __init__(self, shape, clip: float = 10.0, eps: float = 1e-8):
+        super().__init__()
+        self.clip, self.eps = clip, eps
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("var", torch.ones(shape))
+        self.register_buffer("count", torch.tensor(1e-4))
+
+    def update(self, x: torch.Tensor) -> None:
+        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / torch.sqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
+
+
+class Agent(nn.Module):
+    """Separate 2 x 64 tanh actor and critic; the policy is described by a tensor of parameters
+    (logits, or Gaussian mean and log-std) so the old distribution can be stored and rebuilt exactly."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space, norm_obs: bool):
+        super().__init__()
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        n_out = action_space.shape[0] if self.continuous else int(action_space.n)
+        self.obs_norm = RunningNorm(obs_dim) if norm_obs else nn.Identity()
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),
+        )
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, n_out), std=0.01),
+        )
+        if self.continuous:
+            self.actor_logstd = nn.Parameter(torch.zeros(n_out))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.obs_norm(obs)).squeeze(-1)
+
+    def policy_params(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.actor(self.obs_norm(obs))
+        return torch.cat([out, self.actor_logstd.expand_as(out)], -1) if self.continuous else out
+
+    def dist(self, params: torch.Tensor) -> Distribution:
+        if not self.continuous:
+            return Categorical(logits=params)
+        mean, logstd = params.chunk(2, dim=-1)
+        return Independent(Normal(mean, logstd.exp()), 1)
+
+    def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log pi(a|s) and H[pi(.|s)] straight from the parameters (the same values as dist(params), fewer ops):
+        categorical: log softmax(z)_a and -sum p log p; Gaussian: sum_i log N(a_i; mu_i, sigma_i), sum_i log(sigma_i sqrt(2 pi e))."""
+        if not self.continuous:
+            log_p = params.log_softmax(-1)
+            return log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1), -(log_p.exp() * log_p).sum(-1)
+        mean, logstd = params.chunk(2, dim=-1)
+        log_prob = -0.5 * ((actions - mean) / logstd.exp()) ** 2 - logstd - 0.5 * math.log(2 * math.pi)
+        return log_prob.sum(-1), (logstd + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+
+    def sample(self, params: torch.Tensor) -> torch.Tensor:
+        """a ~ dist(params) without building a Distribution (the rollout's hot path): Gumbel-max,
+        argmax(logits + Gumbel noise), for a categorical; mean + std * N(0, 1) for a Gaussian."""
+        if not self.continuous:
+            return (params - torch.empty_like(params).exponential_().log()).argmax(-1)
+        mean, logstd = params.chunk(2, dim=-1)
+        return mean + logstd.exp() * torch.randn_like(mean)
+
+
+def flat_grad(y: torch.Tensor, params: list, **kwargs) -> torch.Tensor:
+    """dy/dtheta over params, flattened into one vector in the order of parameters_to_vector(params)."""
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(y, params, **kwargs)])
+
+
+def kl_gradient(agent: Agent, policy_out: torch.Tensor, params: list) -> torch.Tensor:
+    """grad_theta KLbar(pi_old || pi_theta) at theta_old, its graph kept for a second backprop (TRPO paper,
+    appendix C.1). pi_old is the detached copy of the same output: the KL and its gradient are zero there, and its
+    Hessian is the Fisher matrix."""
+    kl = kl_divergence(agent.dist(policy_out.detach()), agent.dist(policy_out)).mean()
+    return flat_grad(kl, params, create_graph=True)
+
+
+def fisher_vector_product(kl_grad: torch.Tensor, params: list, v: torch.Tensor, damping: float) -> torch.Tensor:
+    """(F + damping I) v = grad_theta [(grad_theta KLbar) . v] + damping v: double backprop of the mean KL."""
+    return flat_grad(kl_grad @ v, params, retain_graph=True) + damping * v
+
+
+def conjugate_gradient(fvp, b: torch.Tensor, iters: int, residual_tol: float = 1e-10) -> torch.Tensor:
+    """x ~ F^-1 b from x0 = 0 with products F p only (Nocedal and Wright, Algorithm 5.2; TRPO paper, appendix C)."""
+    x, r, p = torch.zeros_like(b), b.clone(), b.clone()
+    r_dot_r = r @ r
+    for _ in range(iters):
+        if r_dot_r < residual_tol:
+            break
+        F_p = fvp(p)
+        alpha = r_dot_r / (p @ F_p)
+        x += alpha * p
+        r -= alpha * F_p
+        r_dot_r, previous = r @ r, r_dot_r
+        p = r + (r_dot_r / previous) * p
+    return x
+
+
+def natural_step(x: torch.Tensor, g: torch.Tensor, fvp, max_kl: float):
+    """s = sqrt(2 delta / (x^T F x)) x, the step along x whose quadratic KL model 1/2 s^T F s is delta (TRPO paper,
+    appendix C). Returns s, its scale sqrt(2 delta / (x^T F x)) and the linear model's improvement g^T s."""
+    x_F_x = x @ fvp(x)
+    scale = torch.sqrt(2 * max_kl / x_F_x) if x_F_x > 0 else torch.zeros(())  # x = 0 when g = 0: no step
+    return scale * x, scale.item(), (g @ x).item() * scale.item()
+
+
+def surrogate(new_logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """L(theta) = E[r A], r = pi_theta(a|s) / pi_old(a|s): the importance-sampled surrogate (TRPO paper, eq. 14)."""
+    return ((new_logprobs - old_logprobs).exp() * advantages).mean()
+
+
+@torch.no_grad()
+def line_search(params: list, full_step: torch.Tensor, surrogate_kl, surrogate_old: float, max_kl: float,
+                backtrack_coef: float, backtrack_iters: int) -> tuple[float, int]:
+    """Backtracking (TRPO paper, appendix C): theta_old + coef^j s for j = 0, 1, ...; the first with finite values,
+    KLbar <= delta and L(theta) >= L(theta_old) is kept, else theta_old is restored bit for bit. surrogate_kl()
+    evaluates L and KLbar at the current parameters. Returns the fraction coef^j of s applied (0: none) and j."""
+    theta_old = parameters_to_vector(params)
+    for j in range(backtrack_iters):
+        vector_to_parameters(theta_old + backtrack_coef**j * full_step, params)
+        surrogate_new, kl = surrogate_kl()
+        if math.isfinite(surrogate_new) and math.isfinite(kl) and kl <= max_kl and surrogate_new >= surrogate_old:
+            return backtrack_coef**j, j
+    vector_to_parameters(theta_old, params)
+    return 0.0, backtrack_iters
+
+
+@torch.no_grad()
+def surrogate_and_kl(agent: Agent, obs, actions, old_logprobs, old_params, advantages) -> tuple[float, float]:
+    """The surrogate L(theta) and the exact mean KL(pi_old || pi_theta) over the batch, at the current parameters."""
+    params = agent.policy_params(obs)
+    kl = kl_divergence(agent.dist(old_params), agent.dist(params)).mean()
+    return surrogate(agent.log_prob_entropy(params, actions)[0], old_logprobs, advantages).item(), kl.item()
+
+
+def normalize_advantages(advantages: torch.Tensor) -> torch.Tensor:
+    """(A - mean A) / (std A + 1e-8) over the batch: the policy gradient's scale no longer depends on the reward's."""
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+
+def scaling_returns(rewards, dones, gamma: float, running_return: torch.Tensor):
+    """R_t = gamma R_{t-1} + r_t per env, restarted after every episode end (terminated or truncated)."""
+    returns = torch.empty_like(rewards)
+    for t in range(rewards.shape[0]):
+        running_return = gamma * running_return + rewards[t]
+        returns[t] = running_return
+        running_return = running_return * dones[t].logical_not()  # flags are booleans whatever their dtype
+    return returns, running_return
+
+
+def scale_rewards(rewards, dones, gamma: float, running_return: torch.Tensor, return_norm: RunningNorm):
+    """Reward scaling of SB3's VecNormalize: update the running variance of the discounted return R_t, then
+    divide the rewards by its std (not centred, clipped to +-10). Returns the scaled rewards and the carry R."""
+    returns, running_return = scaling_returns(rewards, dones, gamma, running_return)
+    return_norm.update(returns.flatten())
+    return (rewards / torch.sqrt(return_norm.var + return_norm.eps)).clamp(-10, 10), running_return
+
+
+def check_can_render(env_id: str) -> None:
+    """--capture-video: fail before training, not after it, if the env cannot draw frames."""
+    try:
+        env = gym.make(env_id, render_mode="rgb_array")
+        env.reset(seed=0)
+        env.render()
+        env.close()
+    except Exception as e:
+        sys.exit(f"error: --capture-video: {env_id} cannot render ({type(e).__name__}: {e}); "
+                 "for MuJoCo set MUJOCO_GL=egl or MUJOCO_GL=osmesa")
+
+
+def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
+    var_y = y_true.var()
+    return float("nan") if var_y == 0 else (1 - (y_true - y_pred).var() / var_y).item()
+
+
+def create_run_dir(run_name: str) -> str:
+    """runs/{run_name}, created exclusively: a run started in the same second with the same name gets
+    runs/{run_name}-2 (then -3, ...), so two runs never share metrics or checkpoints."""
+    for attempt in range(1, 1000):
+        path = os.path.join("runs", run_name if attempt == 1 else f"{run_name}-{attempt}")
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            sys.exit(f"error: cannot create the run directory {path}: {e.strerror}")
+    sys.exit(f"error: runs/{run_name}: too many runs of this name")
+
+
+def stop_on_ctrl_c() -> dict:
+    """Ctrl-C sets stop["requested"]: training ends after the current iteration, keeps its metrics and saves the
+    model if asked. A second Ctrl-C interrupts at once. Returns the flag and the handler to restore."""
+    stop = {"requested": False, "previous": signal.getsignal(signal.SIGINT)}
+
+    def handler(signum, frame):
+        stop["requested"] = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nCtrl-C: stopping after this iteration (press again to abort at once)", file=sys.stderr, flush=True)
+
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_dir: Optional[str] = None):
+    """Deterministic episodes (argmax or Gaussian mean) with frozen normalisation; returns their returns."""
+    env = gym.make(env_id, render_mode="rgb_array" if video_dir else None)
+    if video_dir:
+        env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda _: True, disable_logger=True)
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, episode_return = False, 0.0
+        while not done:
+            with torch.inference_mode():
+                obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+                action = agent.dist(agent.policy_params(obs_t)).mode.cpu().numpy()
+            if agent.continuous:
+                action = np.clip(action, env.action_space.low, env.action_space.high)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    print(f"eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {episodes} deterministic "
+          f"episodes of {env_id}" + (f"; videos in {video_dir}" if video_dir else ""))
+    return returns
+
+
+def save_checkpoint(path: str, agent: Agent, return_norm: RunningNorm, args: Args) -> None:
+    """Write atomically: a crash mid-write never leaves a truncated checkpoint behind."""
+    tmp = f"{path}.tmp"
+    torch.save({"model": agent.state_dict(), "return_norm": return_norm.state_dict(), "args": asdict(args)}, tmp)
+    os.replace(tmp, path)
+
+
+def load_agent(path: str, device) -> tuple[Agent, Args]:
+    """Rebuild the agent of a checkpoint; anything wrong with the file is a one-line error, not a traceback."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        args = Args(**checkpoint["args"])
+        envs = make_env(args.env_id, 1)
+        agent = Agent(envs.single_observation_space.shape[0], envs.single_action_space, args.norm_obs).to(device)
+        envs.close()
+        agent.load_state_dict(checkpoint["model"])
+    except Exception as e:  # not a torch file, another script's file, a missing key, shapes of another env
+        reason = (str(e).strip().splitlines() or [""])[0]
+        sys.exit(f"error: {path} is not a checkpoint of {os.path.basename(__file__)} ({type(e).__name__}: {reason})")
+    return agent.eval(), args
+
+
+def evaluate_checkpoint(args: Args) -> None:
+    """`--eval-checkpoint PATH`: evaluate (and with --capture-video film) a saved model. With the saved seed
+    (the default) it replays the episodes of the end-of-training evaluation."""
+    check_args(args)
+    torch.set_num_threads(args.torch_threads)
+    device = torch.device("cuda" if args.cuda else "cpu")
+    agent, saved = load_agent(args.eval_checkpoint, device)
+    if args.capture_video:
+        check_can_render(saved.env_id)
+    video_dir = os.path.join(os.path.dirname(args.eval_checkpoint), "videos") if args.capture_video else None
+    seed = saved.seed if args.seed is None else args.seed
+    evaluate(agent, saved.env_id, max(args.eval_episodes, 1), seed + 10_000, device, video_dir)
+
+
+def train(args: Args) -> None:
+    check_args(args)
+    args.seed = 1 if args.seed is None else args.seed
+    batch_size = args.num_envs * args.num_steps
+    minibatch_size = batch_size // args.num_minibatches
+    num_iterations = args.total_timesteps // batch_size
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    device = torch.device("cuda" if args.cuda else "cpu")
+
+    envs = make_env(args.env_id, args.num_envs)
+    continuous = isinstance(envs.single_action_space, gym.spaces.Box)
+    args.norm_obs = continuous if args.norm_obs is None else args.norm_obs
+    args.norm_reward = continuous if args.norm_reward is None else args.norm_reward
+    if args.capture_video and args.eval_episodes:
+        check_can_render(args.env_id)
+
+    env_name = args.env_id.split(":")[-1].replace("/", "-")  # "module:ns/Name-v0" -> "ns-Name-v0"
+    run_dir = create_run_dir(f"{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    run_name = os.path.basename(run_dir)
+    print(f"run directory: {run_dir}", flush=True)
+    metrics_file = open(os.path.join(run_dir, "metrics.jsonl"), "w")
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
+                   name=run_name, dir=run_dir, save_code=True)
+        wandb.define_metric("*", step_metric="global_step")
+
+    def log(global_step: int, values: dict) -> None:
+        row = {"global_step": global_step, **{k: v if math.isfinite(v) else None for k, v in values.items()}}
+        metrics_file.write(json.dumps(row, allow_nan=False) + "\n")  # strict JSON: NaN is logged as null
+        if args.track:
+            wandb.log(row)
+
+    obs_dim = envs.single_observation_space.shape[0]
+    agent = Agent(obs_dim, envs.single_action_space, args.norm_obs).to(device)
+    actor_params = [p for name, p in agent.named_parameters() if not name.startswith("critic.")]  # with the log-std
+    optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    return_norm = RunningNorm(()).to(device)
+    running_return = torch.zeros(args.num_envs, device=device)
+    if continuous:
+        action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
+
+    # Rollout storage, time-major (T, N, ...), in numpy: moved to the device once per rollout.
+    # next_obs holds the true s_{t+1}: the final observation where an episode ended.
+    obs_buf = np.zeros((args.num_steps, args.num_envs, obs_dim), dtype=np.float32)
+    next_obs_buf = np.zeros_like(obs_buf)
+    action_buf = np.zeros((args.num_steps, args.num_envs) + envs.single_action_space.shape,
+                          dtype=np.float32 if continuous else np.int64)
+    reward_buf = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    terminated_buf, done_buf = (np.zeros((args.num_steps, args.num_envs), dtype=bool) for _ in range(2))
+    episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)
+
+    global_step, start_time = 0, time.perf_counter()
+    recent_returns = deque(maxlen=100)
+    observation, _ = envs.reset(seed=args.seed)
+    stop = stop_on_ctrl_c()
+
+    for iteration in range(1, num_iterations + 1):
+        if args.anneal_lr:
+            optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
+
+        # Rollout with pi_old: the actor only samples; log-probs and values come in one batch afterwards.
+        episodes = []
+        with torch.inference_mode():
+            for step in range(args.num_steps):
+                global_step += args.num_envs
+                obs_buf[step] = observation
+                action_buf[step] = agent.sample(agent.policy_params(torch.from_numpy(obs_buf[step]).to(device))).cpu().numpy()
+                observation, reward_buf[step], terminated_buf[step], truncated, infos = envs.step(
+                    np.clip(action_buf[step], action_low, action_high) if continuous else action_buf[step])
+                # An episode can end both ways on one step (its own end at the time limit): done is a logical or.
+                done_buf[step] = terminated_buf[step] | truncated
+                next_obs_buf[step] = observation
+                episode_return += reward_buf[step]
+                episode_length += 1
+                if "final_obs" in infos:
+                    ended = np.flatnonzero(infos["_final_obs"])
+                    next_obs_buf[step, ended] = np.stack(infos["final_obs"][ended])
+                    episodes += [(global_step, episode_return[i], episode_length[i]) for i in ended]
+                    episode_return[ended], episode_length[ended] = 0, 0
+
+        for step_of_end, ret, length in episodes:
+            recent_returns.append(float(ret))
+            log(step_of_end, {"charts/episodic_return": float(ret), "charts/episodic_length": int(length)})
+
+        # Advantages with V from before the update; truncated steps bootstrap from V(final obs).
+        # (On the CPU these tensors share memory with the buffers, which the next rollout overwrites.)
+        obs, next_obs, actions, rewards, terminated, dones = (torch.from_numpy(b).to(device) for b in (
+            obs_buf, next_obs_buf, action_buf, reward_buf, terminated_buf, done_buf))
+        with torch.no_grad():
+            # pi_old's log-probs and parameters come from this one batched pass, and so do the update's at theta_old
+            # (same weights, same inputs): the ratio there is exactly 1. They may differ from the per-step values
+            # of the rollout in the last bits (batched kernels round differently).
+            old_params = agent.policy_params(obs)
+            logprobs, _ = agent.log_prob_entropy(old_params, actions)
+            if args.norm_reward:
+                rewards, running_return = scale_rewards(rewards, dones, args.gamma, running_return, return_norm)
+            values = agent.value(obs)
+            next_values = agent.value(next_obs)
+            advantages = compute_gae(rewards, values, next_values, terminated, dones, args.gamma, args.gae_lambda)
+            returns = advantages + values
+
+        # One trust-region step on the whole batch: g, then x = CG(F, g), then the step along x that the quadratic
+        # model puts at KL = delta, shortened until the exact KL and the surrogate pass. At theta_old r == 1 exactly.
+        b_obs, b_actions, b_logprobs, b_old_params, b_advantages, b_returns = (x.flatten(0, 1) for x in (
+            obs, actions, logprobs, old_params, advantages, returns))
+        if args.norm_adv:
+            b_advantages = normalize_advantages(b_advantages)
+        policy_out = agent.policy_params(b_obs)
+        new_logprobs, entropy = agent.log_prob_entropy(policy_out, b_actions)
+        objective = surrogate(new_logprobs, b_logprobs, b_advantages)
+        if not torch.isfinite(objective):
+            sys.exit(f"error: the loss became {-objective.item()} at step {global_step} (policy); "
+                     "check the env's observations/rewards")
+        g = flat_grad(objective, actor_params, retain_graph=True)
+        kl_grad = kl_gradient(agent, policy_out, actor_params)
+        fvp = lambda v: fisher_vector_product(kl_grad, actor_params, v, args.cg_damping)  # noqa: E731
+        x = conjugate_gradient(fvp, g, args.cg_iters)
+        full_step, step_size, expected_improvement = natural_step(x, g, fvp, args.max_kl)
+        batch = (b_obs, b_actions, b_logprobs, b_old_params, b_advantages)
+        surrogate_kl = lambda: surrogate_and_kl(agent, *batch)  # noqa: E731  (L and KLbar at the current theta)
+        surrogate_old, _ = surrogate_kl()
+        fraction, backtracks = line_search(actor_params, full_step, surrogate_kl, surrogate_old, args.max_kl,
+                                           args.backtrack_coef, args.backtrack_iters)
+        step_size, expected_improvement = fraction * step_size, fraction * expected_improvement
+        surrogate_new, kl = surrogate_kl()
+
+        # Then the critic: several epochs of minibatch Adam regression of V(s) on the returns, V_old(s) + A.
+        v_losses = []
+        for epoch in range(args.update_epochs):
+            permutation = torch.randperm(batch_size, device=device)
+            for mb_obs, mb_returns in zip(*(x[permutation].split(minibatch_size) for x in (b_obs, b_returns))):
+                v_loss = 0.5 * ((agent.value(mb_obs) - mb_returns) ** 2).mean()
+                optimizer.zero_grad(set_to_none=True)
+                v_loss.backward()
+                optimizer.step()
+                v_losses.append(v_loss.detach())
+
+        with torch.no_grad():
+            if args.norm_obs:  # statistics move once per iteration so pi_old and the update see the same inputs
+                agent.obs_norm.update(b_obs)
+        sps = int(global_step / (time.perf_counter() - start_time))
+        log(global_step, {
+            "charts/SPS": sps, "charts/learning_rate": optimizer.param_groups[0]["lr"],
+            "losses/policy_loss": -objective.item(), "losses/value_loss": torch.stack(v_losses).mean().item(),
+            "losses/entropy": entropy.mean().item(), "losses/kl": kl, "losses/step_size": step_size,
+            "losses/backtracks": backtracks, "losses/expected_improvement": expected_improvement,
+            "losses/actual_improvement": surrogate_new - surrogate_old,
+            "losses/explained_variance": explained_variance(values, returns),
+        })
+        metrics_file.flush()
+        mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+        eta = (args.total_timesteps - global_step) / max(sps, 1)
+        print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} | ETA {eta:.0f}s", flush=True)
+        if stop["requested"]:
+            break
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, stop["previous"])
+    envs.close()
+    if args.save_model:
+        model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        save_checkpoint(model_path, agent, return_norm, args)
+        print(f"model saved to {model_path}")
+    if args.eval_episodes and not stop["requested"]:
+        video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+        eval_returns = evaluate(agent.eval(), args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
+        log(global_step, {"eval/episodic_return": float(np.mean(eval_returns))})
+    metrics_file.close()
+    if args.track:
+        wandb.finish()
+    if stop["requested"]:
+        sys.exit(f"interrupted at step {global_step}/{args.total_timesteps}; metrics in {run_dir}")
+
+
+if __name__ == "__main__":
+    try:
+        args = tyro.cli(Args)
+        evaluate_checkpoint(args) if args.eval_checkpoint else train(args)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop
+        sys.exit("interrupted")
