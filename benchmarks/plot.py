@@ -14,11 +14,7 @@ import os
 import sys
 from collections import defaultdict
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 GRID_POINTS = 200
 
@@ -42,6 +38,11 @@ def mean_band(cells: list[dict]):
 
 
 def plot_env(results: dict, env: str, path: str) -> None:
+    import matplotlib  # benchmark-only (benchmarks/requirements.txt): the tables need no plotting library
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 4))
     for (script, cell_env), (finished, _) in groups(results).items():
         if cell_env == env and (band := mean_band(finished)):
