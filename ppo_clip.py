@@ -324,16 +324,19 @@ def create_run_dir(run_name: str) -> str:
 
 def stop_on_ctrl_c() -> dict:
     """Ctrl-C sets stop["requested"]: training ends after the current iteration, keeps its metrics and saves the
-    model if asked. A second Ctrl-C interrupts at once. Returns the flag and the handler to restore."""
-    stop = {"requested": False, "previous": signal.getsignal(signal.SIGINT)}
+    model if asked. A second Ctrl-C interrupts at once. stop["restore"]() puts the previous handler back."""
+    stop = {"requested": False}
+    previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum, frame):
         stop["requested"] = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
         print("\nCtrl-C: stopping after this iteration (press again to abort at once)", file=sys.stderr, flush=True)
 
-    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+    main_thread = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    if main_thread:
         signal.signal(signal.SIGINT, handler)
+    stop["restore"] = lambda: signal.signal(signal.SIGINT, previous) if main_thread else None
     return stop
 
 
@@ -560,8 +563,7 @@ def train(args: Args) -> None:
         if stop["requested"]:
             break
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, stop["previous"])
+    stop["restore"]()
     envs.close()
     if args.save_model:
         model_path = os.path.join(run_dir, f"{args.exp_name}.pt")
