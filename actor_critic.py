@@ -418,7 +418,8 @@ def train(args: Args) -> None:
 
     obs_dim = envs.single_observation_space.shape[0]
     agent = Agent(obs_dim, envs.single_action_space, args.norm_obs, args.shared_network).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    weights = list(agent.parameters())  # one list, reused by every step's gradient clipping
+    optimizer = torch.optim.Adam(weights, lr=args.learning_rate, eps=1e-5, fused=True)
     return_norm = RunningNorm(()).to(device)
     running_return = torch.zeros(args.num_envs, device=device)
     if continuous:
@@ -471,20 +472,21 @@ def train(args: Args) -> None:
         # (On the CPU these tensors share memory with the buffers, which the next rollout overwrites.)
         obs, next_obs, actions, rewards, terminated, dones = (torch.from_numpy(b).to(device) for b in (
             obs_buf, next_obs_buf, action_buf, reward_buf, terminated_buf, done_buf))
+        # One gradient step on the whole segment, so V(s) is computed once, with gradient, for the value loss.
+        values = agent.value(obs)
         with torch.no_grad():  # the TD target r + gamma (1 - terminated) V_old(s') and A are constants
             if args.norm_reward:
                 rewards, running_return = scale_rewards(rewards, dones, args.gamma, running_return, return_norm)
-            values = agent.value(obs)
             next_values = agent.value(next_obs)
             advantages = compute_gae(rewards, values, next_values, terminated, dones, args.gamma, args.gae_lambda)
             returns = advantages + values
 
-        # One gradient step on the whole segment: log-probs recomputed with gradient from the stored obs and actions.
+        # Log-probs recomputed with gradient from the stored obs and actions.
         b_obs, b_actions, b_advantages, b_returns = (x.flatten(0, 1) for x in (obs, actions, advantages, returns))
         if args.norm_adv:
             b_advantages = normalize_advantages(b_advantages)
         logprobs, entropy = agent.log_prob_entropy(agent.policy_params(b_obs), b_actions)
-        loss, pg_loss, v_loss, entropy = actor_critic_loss(logprobs, b_advantages, agent.value(b_obs), b_returns,
+        loss, pg_loss, v_loss, entropy = actor_critic_loss(logprobs, b_advantages, values.flatten(), b_returns,
                                                            entropy, args.vf_coef, args.ent_coef)
         if not torch.isfinite(loss):
             sys.exit(f"error: the loss became {loss.item()} at step {global_step} (policy {pg_loss.item()}, "
@@ -492,7 +494,7 @@ def train(args: Args) -> None:
 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+        nn.utils.clip_grad_norm_(weights, args.max_grad_norm, foreach=True)
         optimizer.step()
 
         with torch.no_grad():
@@ -503,7 +505,7 @@ def train(args: Args) -> None:
         log(global_step, {
             "charts/SPS": sps, "charts/learning_rate": optimizer.param_groups[0]["lr"],
             "losses/policy_loss": pg_loss, "losses/value_loss": v_loss, "losses/entropy": entropy,
-            "losses/explained_variance": explained_variance(values, returns),
+            "losses/explained_variance": explained_variance(values.detach(), returns),
         })
         metrics_file.flush()
         mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"

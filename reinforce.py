@@ -416,7 +416,8 @@ def train(args: Args) -> None:
 
     obs_dim = observation_space.shape[0]
     agent = Agent(obs_dim, action_space, args.norm_obs).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    weights = list(agent.parameters())  # one list, reused by every step's gradient clipping
+    optimizer = torch.optim.Adam(weights, lr=args.learning_rate, eps=1e-5, fused=True)
     return_norm = RunningNorm(()).to(device)
     if continuous:
         action_low, action_high = action_space.low, action_space.high
@@ -487,7 +488,7 @@ def train(args: Args) -> None:
 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+        nn.utils.clip_grad_norm_(weights, args.max_grad_norm, foreach=True)
         optimizer.step()
 
         with torch.no_grad():

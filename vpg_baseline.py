@@ -428,7 +428,8 @@ def train(args: Args) -> None:
 
     obs_dim = observation_space.shape[0]
     agent = Agent(obs_dim, action_space, args.norm_obs).to(device)
-    optimizer = torch.optim.Adam(agent.policy_parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    weights = agent.policy_parameters()  # one list, reused by every step's gradient clipping
+    optimizer = torch.optim.Adam(weights, lr=args.learning_rate, eps=1e-5, fused=True)
     value_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.vf_learning_rate, eps=1e-5, fused=True)
     return_norm = RunningNorm(()).to(device)
     if continuous:
@@ -507,7 +508,7 @@ def train(args: Args) -> None:
 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(agent.policy_parameters(), args.max_grad_norm, foreach=True)
+        nn.utils.clip_grad_norm_(weights, args.max_grad_norm, foreach=True)
         optimizer.step()
 
         # Then V: --vf-iters full-batch Adam steps of regression on the returns.

@@ -204,6 +204,8 @@ MUTANTS = [
      "returns = advantages + values", "returns = advantages"),
     ("actor_critic: value loss against the advantage", "actor_critic.py",
      "v_loss = 0.5 * ((values - returns) ** 2).mean()", "v_loss = 0.5 * ((values - advantages) ** 2).mean()"),
+    ("actor_critic: value loss on a detached V(s) (the critic never learns)", "actor_critic.py",
+     "b_advantages, values.flatten(), b_returns", "b_advantages, values.detach().flatten(), b_returns"),
     ("actor_critic: policy head on a detached shared trunk", "actor_critic.py",
      "out = self.actor(self.trunk(self.obs_norm(obs)))", "out = self.actor(self.trunk(self.obs_norm(obs)).detach())"),
 ]

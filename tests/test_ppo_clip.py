@@ -351,7 +351,7 @@ MUTANTS = [
      "return (advantages - advantages.mean()) / (advantages.std() + 1e-8)",
      "return advantages / (advantages.std() + 1e-8)"),
     ("ppo_clip: no gradient clipping", "ppo_clip.py",
-     "nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)", "pass"),
+     "nn.utils.clip_grad_norm_(weights, args.max_grad_norm, foreach=True)", "pass"),
     ("ppo_clip: done = terminated + truncated in float buffers", "ppo_clip.py",
      "terminated_buf, done_buf = (np.zeros((args.num_steps, args.num_envs), dtype=bool) for _ in range(2))",
      "terminated_buf, done_buf = (np.zeros((args.num_steps, args.num_envs), dtype=np.float32) for _ in range(2))",
