@@ -13,6 +13,13 @@ Prints "steps: N" and "SPS: N": env steps / seconds of model.learn(), the model 
 being built before the clock starts. SB3 itself prints no such figure unless verbose (its "fps" is the
 same quotient, taken inside learn()).
 
+With --exp-name (how benchmarks/run.py runs a peer's cell), the run also writes our scripts' metrics contract
+to runs/{env}__{exp_name}__{seed}__{time}/metrics.jsonl: a row per finished training episode (the Monitor's
+raw return and length, charts/episodic_return and charts/episodic_length), charts/SPS after every rollout,
+and at the end eval/episodic_return, the mean of --eval-episodes deterministic episodes (model.predict with
+deterministic=True, VecNormalize's observation statistics frozen; episode i reset with seed + 10000 + i, as
+our evaluate() does).
+
 --settings is a JSON object. Its keys, apart from these, are the algorithm's constructor arguments:
   n_envs       vector envs (make_vec_env: a DummyVecEnv of Monitor-wrapped envs)
   normalize    null, or VecNormalize's arguments (e.g. {"norm_obs": true, "norm_reward": true, "gamma": 0.99})
@@ -22,6 +29,7 @@ same quotient, taken inside learn()).
 
 import argparse
 import json
+import os
 import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -66,6 +74,59 @@ def build(algo: str, env_id: str, seed: int, settings: dict):
                            **settings)
 
 
+def open_metrics(env_id: str, exp_name: str, seed: int):
+    run_dir = os.path.join("runs", f"{env_id}__{exp_name}__{seed}__{int(time.time())}")
+    os.makedirs(run_dir)
+    print(f"run directory: {run_dir}", flush=True)
+    return open(os.path.join(run_dir, "metrics.jsonl"), "w")
+
+
+def write_row(metrics, row: dict) -> None:
+    metrics.write(json.dumps(row, allow_nan=False) + "\n")
+
+
+def episode_logger(metrics, start: float):
+    """An SB3 callback writing each finished episode (from the Monitor's info) and the SPS after each rollout."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class EpisodeLogger(BaseCallback):
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    write_row(metrics, {"global_step": self.num_timesteps,
+                                        "charts/episodic_return": float(info["episode"]["r"]),
+                                        "charts/episodic_length": int(info["episode"]["l"])})
+            return True
+
+        def _on_rollout_end(self) -> None:
+            sps = int(self.num_timesteps / (time.perf_counter() - start))
+            write_row(metrics, {"global_step": self.num_timesteps, "charts/SPS": sps})
+            metrics.flush()
+
+    return EpisodeLogger()
+
+
+def evaluate(model, env_id: str, episodes: int, seed: int) -> list[float]:
+    """Deterministic episodes on one env, observations normalised with the frozen VecNormalize statistics."""
+    import gymnasium as gym
+    import numpy as np
+
+    normalizer, env, returns = model.get_vec_normalize_env(), gym.make(env_id), []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, episode_return = False, 0.0
+        while not done:
+            action, _ = model.predict(normalizer.normalize_obs(obs) if normalizer else obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(np.asarray(action))
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    print(f"eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {episodes} deterministic "
+          f"episodes of {env_id}")
+    return returns
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--versions", action="store_true", help="print the package versions as JSON; run nothing")
@@ -75,6 +136,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--settings", default="{}", help="JSON object, see above")
+    parser.add_argument("--exp-name", help="also write our metrics contract under runs/ (see above)")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="with --exp-name: deterministic episodes at the end")
     args = parser.parse_args()
     if args.versions:
         print(json.dumps(versions()))
@@ -86,9 +149,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = build(args.algo, args.env_id, args.seed, json.loads(args.settings))
+    metrics = open_metrics(args.env_id, args.exp_name, args.seed) if args.exp_name else None
     start = time.perf_counter()
-    model.learn(total_timesteps=args.total_timesteps)
+    model.learn(total_timesteps=args.total_timesteps, callback=episode_logger(metrics, start) if metrics else None)
     elapsed = time.perf_counter() - start
+    if metrics:
+        returns = evaluate(model, args.env_id, args.eval_episodes, args.seed + 10_000)
+        write_row(metrics, {"global_step": model.num_timesteps, "eval/episodic_return": float(sum(returns) / len(returns))})
+        metrics.close()
     print(f"steps: {model.num_timesteps}")
     print(f"SPS: {int(model.num_timesteps / elapsed)}")
 

@@ -64,6 +64,14 @@ PRESETS = {
         env: "--num-envs 2 --num-steps 1024 --num-minibatches 16 --update-epochs 20 --cg-iters 25"
         for env in ("Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")}} for script in ("npg.py", "trpo.py")},
 }
+# Peers trained on the same grid, same budgets and seeds: a cell named after the peer runs benchmarks/peers.py
+# --exp-name in the peers' venv (the PEERS_PYTHON environment variable, default /tmp/peers-venv/bin/python; see
+# benchmarks/README.md), which writes our metrics contract. Settings: peers.py --settings, per env id.
+ZOO_TRPO_MUJOCO = {"n_envs": 2, "normalize": {"norm_obs": True, "norm_reward": True, "gamma": 0.99}, "n_steps": 1024,
+                   "batch_size": 128, "gamma": 0.99, "gae_lambda": 0.95, "sub_sampling_factor": 1, "cg_max_steps": 25,
+                   "cg_damping": 0.1, "n_critic_updates": 20, "learning_rate": 1e-3}  # rl-baselines3-zoo trpo.yml
+PEERS = {"sb3-contrib-TRPO": ("trpo", {env: ZOO_TRPO_MUJOCO for env in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")})}
+PEERS_PYTHON = os.environ.get("PEERS_PYTHON", "/tmp/peers-venv/bin/python")
 BUDGETS = {"CartPole-v1": 500_000, "Acrobot-v1": 500_000, "Pendulum-v1": 1_000_000,
            "HalfCheetah-v5": 1_000_000, "Hopper-v5": 1_000_000, "Walker2d-v5": 1_000_000}
 THRESHOLDS = {"CartPole-v1": 475, "Acrobot-v1": -100, "Pendulum-v1": -200}  # returns that count as solved
@@ -107,8 +115,15 @@ def parse_args():
 def check_grid(scripts: list[str], envs: list[str], total_timesteps: int | None) -> None:
     """One-line errors for what the grid cannot run, before anything starts."""
     for script in scripts:
+        if script in PEERS:
+            if missing := [env for env in envs if env not in PEERS[script][1]]:
+                sys.exit(f"no settings for the peer {script} on {', '.join(missing)}: add them to PEERS in run.py")
+            if not os.access(PEERS_PYTHON, os.X_OK):
+                sys.exit(f"the peer {script} needs the peers' Python: none at PEERS_PYTHON={PEERS_PYTHON} "
+                         "(see benchmarks/README.md)")
+            continue
         if not os.path.isfile(os.path.join(ROOT, script)):
-            sys.exit(f"no script {script} in the repo root")
+            sys.exit(f"no script {script} in the repo root (nor a peer in PEERS: {', '.join(PEERS)})")
         for env in envs:
             if env not in PRESETS.get(script, {}):
                 sys.exit(f"no preset for {script} on {env}: add one to PRESETS in benchmarks/run.py")
@@ -117,16 +132,24 @@ def check_grid(scripts: list[str], envs: list[str], total_timesteps: int | None)
 
 
 def cell_command(cell: Cell, cwd: str, name: str, total_timesteps: int | None, extra: list[str]) -> list[str]:
-    """The training command of a cell, run from its directory cwd ("python": the interpreter running this)."""
+    """The training command of a cell, run from its directory cwd ("python": the interpreter running this;
+    "PEERS_PYTHON": the peers' one)."""
+    budget = str(total_timesteps or BUDGETS[cell.env])
+    if cell.script in PEERS:
+        algo, settings = PEERS[cell.script]
+        return ["PEERS_PYTHON", os.path.relpath(os.path.join(ROOT, "benchmarks", "peers.py"), cwd), "--algo", algo,
+                "--env-id", cell.env, "--seed", str(cell.seed), "--total-timesteps", budget, "--exp-name", name,
+                "--settings", json.dumps(settings[cell.env]), *extra]
     return ["python", os.path.relpath(os.path.join(ROOT, cell.script), cwd), "--env-id", cell.env,
-            "--seed", str(cell.seed), "--total-timesteps", str(total_timesteps or BUDGETS[cell.env]),
+            "--seed", str(cell.seed), "--total-timesteps", budget,
             "--exp-name", name, *shlex.split(PRESETS[cell.script][cell.env]), *extra]
 
 
 def reproduce_line(cmd: list[str], cwd: str) -> str:
     """The one shell line, run from the repo root, that reruns a cell."""
     where = shlex.quote(os.path.relpath(cwd, ROOT))
-    return f"mkdir -p {where} && cd {where} && {shlex.join(cmd)}"
+    command = f"$PEERS_PYTHON {shlex.join(cmd[1:])}" if cmd[0] == "PEERS_PYTHON" else shlex.join(cmd)
+    return f"mkdir -p {where} && cd {where} && {command}"
 
 
 def read_json(path: str) -> dict:
@@ -159,7 +182,8 @@ def run_cell(cmd: list[str], cwd: str, capture: bool = True) -> int:
     record = {"command": reproduce_line(cmd, cwd), "date": now()}
     start = time.time()
     with open(os.path.join(cwd, "output.log"), "w") if capture else contextlib.nullcontext() as log:
-        code = subprocess.run([sys.executable, *cmd[1:]], cwd=cwd, stdout=log, stderr=subprocess.STDOUT).returncode
+        python = PEERS_PYTHON if cmd[0] == "PEERS_PYTHON" else sys.executable
+        code = subprocess.run([python, *cmd[1:]], cwd=cwd, stdout=log, stderr=subprocess.STDOUT).returncode
     write_json(os.path.join(cwd, "cell.json"), {**record, "wall_time_s": round(time.time() - start, 1),
                                                 "returncode": code})
     return code
@@ -228,9 +252,14 @@ def launch(args, bench_dir: str, cells: list[tuple[Cell, str, list[str]]]) -> li
 
 def launch_record(args, cells: int) -> dict:
     """What a results file says about a launch: its command from the repo root, code and machine."""
-    return {"date": now(), "command": shlex.join(["python", "benchmarks/run.py", *sys.argv[1:]]),
-            "cells_run": cells, "jobs": args.jobs, "code": code_version(*args.scripts, "gae.py"),
-            "machine": machine_info()}
+    record = {"date": now(), "command": shlex.join(["python", "benchmarks/run.py", *sys.argv[1:]]),
+              "cells_run": cells, "jobs": args.jobs, "code": code_version(*args.scripts, "gae.py"),
+              "machine": machine_info()}
+    if any(script in PEERS for script in args.scripts):  # the peers' package versions
+        versions = subprocess.run([PEERS_PYTHON, os.path.join(ROOT, "benchmarks", "peers.py"), "--versions"],
+                                  capture_output=True, text=True).stdout
+        record["peers"] = json.loads(versions) if versions.strip() else None
+    return record
 
 
 def downsample(episodes: list[tuple[int, float]], points: int = CURVE_POINTS) -> list[list]:

@@ -83,3 +83,31 @@ def test_summary_of_synthetic_runs(tmp_path):
     table = plot.markdown(json.loads(json.dumps(results)), {})
     row = "| ppo_clip.py | CartPole-v1 | 10000 | 1 (+1 unfinished) | 949.5 +- 0.0 | 123.0 +- 0.0 | >= 475: 4860 (1/1) |"
     assert row in table
+
+
+def test_a_peer_cell_runs_peers_py_in_the_peers_python(tmp_path, monkeypatch):
+    """A cell named after a peer (run.PEERS) runs benchmarks/peers.py --exp-name with the peer's settings for the env,
+    under the peers' interpreter, and its reproduce line names that interpreter $PEERS_PYTHON (no path of this
+    machine); a peer without settings for an env is refused before anything runs."""
+    cell = run.Cell("sb3-contrib-TRPO", "Hopper-v5", 3)
+    cwd = cell.dir(str(tmp_path / "runs" / "bench"))
+    cmd = run.cell_command(cell, cwd, "bench", None, [])
+    assert cmd[0] == "PEERS_PYTHON"
+    assert os.path.normpath(os.path.join(cwd, cmd[1])) == os.path.join(ROOT, "benchmarks", "peers.py")
+    flags = dict(zip(cmd[2::2], cmd[3::2]))
+    assert flags["--algo"] == "trpo" and flags["--seed"] == "3" and flags["--exp-name"] == "bench"
+    assert flags["--total-timesteps"] == str(run.BUDGETS["Hopper-v5"])
+    assert json.loads(flags["--settings"]) == run.PEERS["sb3-contrib-TRPO"][1]["Hopper-v5"]
+    line = run.reproduce_line(cmd, cwd)
+    assert f"&& $PEERS_PYTHON {cmd[1]} --algo trpo " in line and run.PEERS_PYTHON not in line
+
+    monkeypatch.setattr(run, "PEERS_PYTHON", sys.executable)  # peers.py --versions needs no SB3
+    assert run.run_cell(["PEERS_PYTHON", cmd[1], "--versions"], cwd) == 0
+    with open(os.path.join(cwd, "output.log")) as f:
+        assert "torch" in json.loads(f.read())
+    try:
+        run.check_grid(["sb3-contrib-TRPO"], ["CartPole-v1"], None)
+    except SystemExit as e:
+        assert "no settings for the peer sb3-contrib-TRPO on CartPole-v1" in str(e)
+    else:
+        raise AssertionError("a peer without settings for the env was accepted")
