@@ -153,6 +153,12 @@ def make_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     return envs
 
 
+def env_action(action: np.ndarray, space: gym.Space) -> np.ndarray:
+    """The policy's action as the env takes it: a Box's action clipped to its bounds (the Gaussian is unbounded);
+    a Discrete's index i shifted to the action start + i (Discrete(n, start) need not start at 0)."""
+    return np.clip(action, space.low, space.high) if isinstance(space, gym.spaces.Box) else action + space.start
+
+
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
     torch.nn.init.orthogonal_(layer.weight, std)
     torch.nn.init.constant_(layer.bias, bias_const)
@@ -329,9 +335,7 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_
             with torch.inference_mode():
                 obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
                 action = agent.dist(agent.policy_params(obs_t)).mode.cpu().numpy()
-            if agent.continuous:
-                action = np.clip(action, env.action_space.low, env.action_space.high)
-            obs, reward, terminated, truncated, _ = env.step(action)
+            obs, reward, terminated, truncated, _ = env.step(env_action(action, env.action_space))
             episode_return += float(reward)
             done = terminated or truncated
         returns.append(episode_return)
@@ -418,12 +422,10 @@ def train(args: Args) -> None:
 
     obs_dim = envs.single_observation_space.shape[0]
     agent = Agent(obs_dim, envs.single_action_space, args.norm_obs, args.shared_network).to(device)
-    weights = list(agent.parameters())  # one list, reused by every step's gradient clipping
-    optimizer = torch.optim.Adam(weights, lr=args.learning_rate, eps=1e-5, fused=True)
+    parameters = list(agent.parameters())  # one list, reused by every step's gradient clipping
+    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)
     return_norm = RunningNorm(()).to(device)
     running_return = torch.zeros(args.num_envs, device=device)
-    if continuous:
-        action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
 
     # Rollout storage, time-major (T, N, ...), in numpy: moved to the device once per rollout.
     # next_obs holds the true s_{t+1}: the final observation where an episode ended.
@@ -452,7 +454,7 @@ def train(args: Args) -> None:
                 obs_buf[step] = observation
                 action_buf[step] = agent.sample(agent.policy_params(torch.from_numpy(obs_buf[step]).to(device))).cpu().numpy()
                 observation, reward_buf[step], terminated_buf[step], truncated, infos = envs.step(
-                    np.clip(action_buf[step], action_low, action_high) if continuous else action_buf[step])
+                    env_action(action_buf[step], envs.single_action_space))
                 # An episode can end both ways on one step (its own end at the time limit): done is a logical or.
                 done_buf[step] = terminated_buf[step] | truncated
                 next_obs_buf[step] = observation
@@ -494,7 +496,7 @@ def train(args: Args) -> None:
 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(weights, args.max_grad_norm, foreach=True)
+        nn.utils.clip_grad_norm_(parameters, args.max_grad_norm, foreach=True)
         optimizer.step()
 
         with torch.no_grad():

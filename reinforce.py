@@ -147,7 +147,16 @@ def make_env(env_id: str, num_envs: int) -> list[gym.Env]:
             or (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1)):
         sys.exit(f"error: {env_id} has action space {act_space}; supported: Discrete (categorical policy) "
                  "or a 1-D Box (Gaussian policy)")
+    if envs[0].spec is None or envs[0].spec.max_episode_steps is None:  # a batch waits for every episode to end
+        print(f"note: {env_id} has no time limit: each episode must end by itself, or a batch never completes",
+              file=sys.stderr)
     return envs
+
+
+def env_action(action: np.ndarray, space: gym.Space) -> np.ndarray:
+    """The policy's action as the env takes it: a Box's action clipped to its bounds (the Gaussian is unbounded);
+    a Discrete's index i shifted to the action start + i (Discrete(n, start) need not start at 0)."""
+    return np.clip(action, space.low, space.high) if isinstance(space, gym.spaces.Box) else action + space.start
 
 
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
@@ -329,9 +338,7 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_
             with torch.inference_mode():
                 obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
                 action = agent.dist(agent.policy_params(obs_t)).mode.cpu().numpy()
-            if agent.continuous:
-                action = np.clip(action, env.action_space.low, env.action_space.high)
-            obs, reward, terminated, truncated, _ = env.step(action)
+            obs, reward, terminated, truncated, _ = env.step(env_action(action, env.action_space))
             episode_return += float(reward)
             done = terminated or truncated
         returns.append(episode_return)
@@ -416,11 +423,9 @@ def train(args: Args) -> None:
 
     obs_dim = observation_space.shape[0]
     agent = Agent(obs_dim, action_space, args.norm_obs).to(device)
-    weights = list(agent.parameters())  # one list, reused by every step's gradient clipping
-    optimizer = torch.optim.Adam(weights, lr=args.learning_rate, eps=1e-5, fused=True)
+    parameters = list(agent.parameters())  # one list, reused by every step's gradient clipping
+    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)
     return_norm = RunningNorm(()).to(device)
-    if continuous:
-        action_low, action_high = action_space.low, action_space.high
 
     global_step, start_time = 0, time.perf_counter()
     recent_returns = deque(maxlen=100)
@@ -449,8 +454,8 @@ def train(args: Args) -> None:
                 reward_row = np.zeros(args.num_envs, dtype=np.float32)
                 done_row, valid_row = ~in_flight, in_flight.copy()
                 for i in stepping:
-                    action = np.clip(action_row[i], action_low, action_high) if continuous else action_row[i]
-                    observation[i], reward_row[i], terminated, truncated, _ = envs[i].step(action)
+                    observation[i], reward_row[i], terminated, truncated, _ = envs[i].step(
+                        env_action(action_row[i], action_space))
                     done_row[i] = terminated or truncated  # a time limit ends it as surely as a termination
                     episode_return[i] += reward_row[i]
                     episode_length[i] += 1
@@ -488,7 +493,7 @@ def train(args: Args) -> None:
 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(weights, args.max_grad_norm, foreach=True)
+        nn.utils.clip_grad_norm_(parameters, args.max_grad_norm, foreach=True)
         optimizer.step()
 
         with torch.no_grad():

@@ -144,7 +144,16 @@ def make_env(env_id: str, num_envs: int) -> list[gym.Env]:
             or (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1)):
         sys.exit(f"error: {env_id} has action space {act_space}; supported: Discrete (categorical policy) "
                  "or a 1-D Box (Gaussian policy)")
+    if envs[0].spec is None or envs[0].spec.max_episode_steps is None:  # a batch waits for every episode to end
+        print(f"note: {env_id} has no time limit: each episode must end by itself, or a batch never completes",
+              file=sys.stderr)
     return envs
+
+
+def env_action(action: np.ndarray, space: gym.Space) -> np.ndarray:
+    """The policy's action as the env takes it: a Box's action clipped to its bounds (the Gaussian is unbounded);
+    a Discrete's index i shifted to the action start + i (Discrete(n, start) need not start at 0)."""
+    return np.clip(action, space.low, space.high) if isinstance(space, gym.spaces.Box) else action + space.start
 
 
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
@@ -341,9 +350,7 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_
             with torch.inference_mode():
                 obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
                 action = agent.dist(agent.policy_params(obs_t)).mode.cpu().numpy()
-            if agent.continuous:
-                action = np.clip(action, env.action_space.low, env.action_space.high)
-            obs, reward, terminated, truncated, _ = env.step(action)
+            obs, reward, terminated, truncated, _ = env.step(env_action(action, env.action_space))
             episode_return += float(reward)
             done = terminated or truncated
         returns.append(episode_return)
@@ -428,12 +435,10 @@ def train(args: Args) -> None:
 
     obs_dim = observation_space.shape[0]
     agent = Agent(obs_dim, action_space, args.norm_obs).to(device)
-    weights = agent.policy_parameters()  # one list, reused by every step's gradient clipping
-    optimizer = torch.optim.Adam(weights, lr=args.learning_rate, eps=1e-5, fused=True)
+    parameters = agent.policy_parameters()  # one list (the critic has its own optimizer), reused by every clipping
+    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)
     value_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.vf_learning_rate, eps=1e-5, fused=True)
     return_norm = RunningNorm(()).to(device)
-    if continuous:
-        action_low, action_high = action_space.low, action_space.high
 
     global_step, start_time = 0, time.perf_counter()
     recent_returns = deque(maxlen=100)
@@ -462,8 +467,8 @@ def train(args: Args) -> None:
                 reward_row, next_obs_row = np.zeros(args.num_envs, dtype=np.float32), obs_row.copy()
                 terminated_row, done_row, valid_row = ~in_flight, ~in_flight, in_flight.copy()
                 for i in stepping:
-                    action = np.clip(action_row[i], action_low, action_high) if continuous else action_row[i]
-                    observation[i], reward_row[i], terminated_row[i], truncated, _ = envs[i].step(action)
+                    observation[i], reward_row[i], terminated_row[i], truncated, _ = envs[i].step(
+                        env_action(action_row[i], action_space))
                     next_obs_row[i] = observation[i]  # s_{t+1}: the final observation where the episode ended
                     done_row[i] = terminated_row[i] or truncated
                     episode_return[i] += reward_row[i]
@@ -508,7 +513,7 @@ def train(args: Args) -> None:
 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(weights, args.max_grad_norm, foreach=True)
+        nn.utils.clip_grad_norm_(parameters, args.max_grad_norm, foreach=True)
         optimizer.step()
 
         # Then V: --vf-iters full-batch Adam steps of regression on the returns.

@@ -208,4 +208,6 @@ MUTANTS = [
      "b_advantages, values.flatten(), b_returns", "b_advantages, values.detach().flatten(), b_returns"),
     ("actor_critic: policy head on a detached shared trunk", "actor_critic.py",
      "out = self.actor(self.trunk(self.obs_norm(obs)))", "out = self.actor(self.trunk(self.obs_norm(obs)).detach())"),
+    ("actor_critic: no gradient clipping", "actor_critic.py",
+     "nn.utils.clip_grad_norm_(parameters, args.max_grad_norm, foreach=True)", "pass"),
 ]

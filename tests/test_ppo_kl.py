@@ -252,4 +252,6 @@ MUTANTS = [
     ("ppo_kl: penalty sign flipped", "ppo_kl.py", "return -(ratio * advantages).mean() + kl_coef * kl",
      "return -(ratio * advantages).mean() - kl_coef * kl"),
     ("ppo_kl: checkpoint keeps the initial beta", "ppo_kl.py", '"kl_coef": kl_coef}', '"kl_coef": args.kl_coef}'),
+    ("ppo_kl: no gradient clipping", "ppo_kl.py",
+     "nn.utils.clip_grad_norm_(parameters, args.max_grad_norm, foreach=True)", "pass"),
 ]

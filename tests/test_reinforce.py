@@ -191,7 +191,7 @@ MUTANTS = [
     ("reinforce: no learning-rate decay", "reinforce.py",
      'optimizer.param_groups[0]["lr"] = (1.0 - global_step / args.total_timesteps) * args.learning_rate', "pass"),
     ("reinforce: no gradient clipping", "reinforce.py",
-     "nn.utils.clip_grad_norm_(weights, args.max_grad_norm, foreach=True)", "pass"),
+     "nn.utils.clip_grad_norm_(parameters, args.max_grad_norm, foreach=True)", "pass"),
     ("reinforce: entropy bonus sign flipped", "reinforce.py", "loss = pg_loss - args.ent_coef * entropy",
      "loss = pg_loss + args.ent_coef * entropy"),
 ]

@@ -217,6 +217,51 @@ def test_nan_statistics_are_logged_as_null(script, tmp_path, monkeypatch):
     assert rows and all(m["losses/explained_variance"] is None for m in rows)
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_discrete_actions_that_do_not_start_at_zero(script, tmp_path, monkeypatch):
+    """Discrete(3, start=-1): training and the final evaluation give the env the actions -1, 0 and 1 (the toy env
+    raises on an action outside its space). Catches: the categorical's index i sent as the action (2 is not one)."""
+    import gymnasium as gym
+    import toy_envs  # noqa: F401  (registers the toy envs)
+
+    env_class = gym.spec("toy/OffsetDiscrete-v0").entry_point  # the class registered last, whichever import it was
+    monkeypatch.setattr(env_class, "actions_seen", set())
+    monkeypatch.chdir(tmp_path)
+    assert cli(script, *tiny(script), "--env-id", "toy/OffsetDiscrete-v0", "--eval-episodes", "2") is None
+    assert env_class.actions_seen == {-1, 0, 1}
+    # Evaluation alone, with a policy whose argmax is the index 0: the env must get the action -1.
+    module = import_script(script)
+    agent = module.Agent(1, gym.spaces.Discrete(3, start=-1), norm_obs=False)
+    with torch.no_grad():
+        agent.actor[-1].bias.copy_(torch.tensor([10.0, 0.0, 0.0]))
+    env_class.actions_seen = set()
+    module.evaluate(agent, "toy/OffsetDiscrete-v0", 1, 0, torch.device("cpu"))
+    assert env_class.actions_seen == {-1}
+
+
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if "max_grad_norm" in import_script(s).Args.__dataclass_fields__])
+def test_gradient_clipping_holds_the_policy_still(script, tmp_path, monkeypatch):
+    """--max-grad-norm 1e-9: Adam (eps 1e-5) then moves the actor's weights by about 1e-4 of what an unclipped-size
+    run moves them. Catches: no clipping, or clipping applied to something other than the policy's parameters."""
+    module = import_script(script)
+    made = []
+
+    class RecordingAgent(module.Agent):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.initial = [p.detach().clone() for p in self.actor.parameters()]
+            made.append(self)
+
+    monkeypatch.setattr(module, "Agent", RecordingAgent)
+    monkeypatch.chdir(tmp_path)
+    moved = {}
+    for norm in ("0.5", "1e-9"):
+        assert cli(script, *tiny(script), "--max-grad-norm", norm, "--eval-episodes", "0", "--exp-name", "c") is None
+        agent = made[-1]
+        moved[norm] = max((p.detach() - p0).abs().max().item() for p, p0 in zip(agent.actor.parameters(), agent.initial))
+    assert moved["0.5"] > 1e-4 and moved["1e-9"] < 1e-2 * moved["0.5"], moved
+
+
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_same_seed_same_metrics(script, env_id, tmp_path, monkeypatch):

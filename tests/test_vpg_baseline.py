@@ -211,4 +211,8 @@ MUTANTS = [
      "next_obs_row[i] = observation[i]  # s_{t+1}", "pass  # s_{t+1}"),
     ("vpg_baseline: partial episodes trained on as if whole", "vpg_baseline.py", "while in_flight.any():",
      "while in_flight.any() and step < args.num_steps:"),
+    ("vpg_baseline: no gradient clipping", "vpg_baseline.py",
+     "nn.utils.clip_grad_norm_(parameters, args.max_grad_norm, foreach=True)", "pass"),
+    ("vpg_baseline: clipping given the advantage weights (a shadowed name)", "vpg_baseline.py",
+     "clip_grad_norm_(parameters,", "clip_grad_norm_(weights,"),
 ]

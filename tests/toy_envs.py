@@ -12,8 +12,9 @@ class CountEnv(gym.Env):
 
     observation_space = Box(0.0, np.inf, (1,), np.float32)
     action_space = Discrete(2)
+    actions_seen = set()  # every Discrete action any instance was given (for tests of the action mapping)
 
-    def __init__(self, terminate_at=None, reward=1.0, action_space=None):
+    def __init__(self, terminate_at=None, reward=1.0, action_space=None, render_mode=None):
         self.terminate_at, self.reward = terminate_at, reward
         if action_space is not None:
             self.action_space = action_space
@@ -24,6 +25,10 @@ class CountEnv(gym.Env):
         return np.array([0.0], np.float32), {}
 
     def step(self, action):
+        if not self.action_space.contains(action):  # what a strict env does with an action outside its space
+            raise ValueError(f"action {action!r} outside {self.action_space}")
+        if isinstance(self.action_space, Discrete):
+            type(self).actions_seen.add(int(action))
         self.steps += 1
         terminated = self.terminate_at is not None and self.steps >= self.terminate_at
         return np.array([self.steps], np.float32), self.reward, terminated, False, {}
@@ -36,3 +41,6 @@ gym.register("toy/CountTerminatingAtLimit-v0", entry_point=CountEnv, max_episode
 gym.register("toy/NaNReward-v0", entry_point=CountEnv, max_episode_steps=5, kwargs={"reward": float("nan")})
 gym.register("toy/MultiDiscreteActions-v0", entry_point=CountEnv, max_episode_steps=5,
              kwargs={"action_space": MultiDiscrete([2, 3])})
+# Actions -1, 0, 1 (Discrete(3, start=-1)): the policy's index i must reach the env as i - 1.
+gym.register("toy/OffsetDiscrete-v0", entry_point=CountEnv, max_episode_steps=5,
+             kwargs={"action_space": Discrete(3, start=-1)})
