@@ -47,7 +47,7 @@ def plot_env(results: dict, env: str, path: str) -> None:
     for (script, cell_env), (finished, _) in groups(results).items():
         if cell_env == env and (band := mean_band(finished)):
             grid, mean, low, high, seeds = band
-            (line,) = ax.plot(grid, mean, linewidth=1.5, label=f"{script} ({seeds} seeds)")
+            (line,) = ax.plot(grid, mean, linewidth=1.5, label=f"{script} ({seeds} seed{'' if seeds == 1 else 's'})")
             ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     if (threshold := results["thresholds"].get(env)) is not None:
         ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold ({threshold})")
