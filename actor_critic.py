@@ -242,11 +242,13 @@ class Agent(nn.Module):
 
 def actor_critic_loss(logprobs, advantages, values, returns, entropy, vf_coef: float, ent_coef: float):
     """L = -E[log pi(a|s) A] + c_v 0.5 E[(V(s) - R)^2] - c_e E[H] (A3C's loss, one batch); advantages and returns
-    R = A + V_old(s) must carry no gradient. Returns the loss and its three terms."""
+    R = A + V_old(s) must carry no gradient. Returns the loss and its three terms. With c_e = 0 the entropy stays
+    out of the loss's graph: backward() then skips it (it is only logged)."""
     pg_loss = -(logprobs * advantages).mean()
     v_loss = 0.5 * ((values - returns) ** 2).mean()
     entropy = entropy.mean()
-    return pg_loss + vf_coef * v_loss - ent_coef * entropy, pg_loss, v_loss, entropy
+    loss = pg_loss + vf_coef * v_loss
+    return (loss - ent_coef * entropy if ent_coef else loss), pg_loss, v_loss, entropy
 
 
 def normalize_advantages(advantages: torch.Tensor) -> torch.Tensor:
@@ -437,7 +439,7 @@ def train(args: Args) -> None:
     terminated_buf, done_buf = (np.zeros((args.num_steps, args.num_envs), dtype=bool) for _ in range(2))
     episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)
 
-    global_step, start_time = 0, time.perf_counter()
+    global_step, start_time, last_print = 0, time.perf_counter(), -math.inf
     recent_returns = deque(maxlen=100)
     observation, _ = envs.reset(seed=args.seed)
     stop = stop_on_ctrl_c()
@@ -474,12 +476,12 @@ def train(args: Args) -> None:
         # (On the CPU these tensors share memory with the buffers, which the next rollout overwrites.)
         obs, next_obs, actions, rewards, terminated, dones = (torch.from_numpy(b).to(device) for b in (
             obs_buf, next_obs_buf, action_buf, reward_buf, terminated_buf, done_buf))
-        # One gradient step on the whole segment, so V(s) is computed once, with gradient, for the value loss.
-        values = agent.value(obs)
+        # One gradient step on the whole segment: V(s) and V(s') in one forward pass, V(s) kept with its gradient
+        # for the value loss.
+        values, next_values = agent.value(torch.cat([obs, next_obs])).chunk(2)
         with torch.no_grad():  # the TD target r + gamma (1 - terminated) V_old(s') and A are constants
             if args.norm_reward:
                 rewards, running_return = scale_rewards(rewards, dones, args.gamma, running_return, return_norm)
-            next_values = agent.value(next_obs)
             advantages = compute_gae(rewards, values, next_values, terminated, dones, args.gamma, args.gae_lambda)
             returns = advantages + values
 
@@ -510,9 +512,11 @@ def train(args: Args) -> None:
             "losses/explained_variance": explained_variance(values.detach(), returns),
         })
         metrics_file.flush()
-        mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-        eta = (args.total_timesteps - global_step) / max(sps, 1)
-        print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} | ETA {eta:.0f}s", flush=True)
+        if time.perf_counter() - last_print >= 1 or iteration == num_iterations or stop["requested"]:
+            last_print = time.perf_counter()  # a progress line at most once a second, and the last one
+            mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+            eta = (args.total_timesteps - global_step) / max(sps, 1)
+            print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} | ETA {eta:.0f}s", flush=True)
         if stop["requested"]:
             break
 

@@ -28,6 +28,8 @@ def compute_gae(rewards, values, next_values, terminated, dones, gamma: float, g
     _check_shapes(rewards=rewards, values=values, next_values=next_values, terminated=terminated, dones=dones)
     dtype = rewards.dtype
     deltas = rewards + gamma * terminated.logical_not().to(dtype) * next_values.to(dtype) - values.to(dtype)
+    if gae_lambda == 0:  # A_t = delta_t, the one-step TD error: no recursion
+        return deltas
     decay = gamma * gae_lambda * dones.logical_not().to(dtype)
     advantages = torch.empty_like(deltas)
     next_advantage = torch.zeros_like(deltas[0])

@@ -187,6 +187,7 @@ MUTANTS = [
      "decay = gamma * gae_lambda * (1 - dones.to(dtype))"),
     ("gae: dones in place of terminated in the TD error", "gae.py",
      "gamma * terminated.logical_not().to(dtype) * next_values", "gamma * dones.logical_not().to(dtype) * next_values"),
+    ("gae: the TD-error shortcut taken for every lambda below 1", "gae.py", "if gae_lambda == 0:", "if gae_lambda < 1:"),
     ("gae: no lambda", "gae.py", "decay = gamma * gae_lambda * dones", "decay = gamma * dones"),
     ("gae: reward-to-go ignores episode ends", "gae.py", "decay = gamma * dones.logical_not().to(rewards.dtype)",
      "decay = gamma * torch.ones_like(rewards)"),
