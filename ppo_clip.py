@@ -461,7 +461,7 @@ def train(args: Args) -> None:
     terminated_buf, done_buf = (np.zeros((args.num_steps, args.num_envs), dtype=bool) for _ in range(2))
     episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)
 
-    global_step, start_time, last_print = 0, time.perf_counter(), -math.inf
+    global_step, start_time = 0, time.perf_counter()
     recent_returns = deque(maxlen=100)
     observation, _ = envs.reset(seed=args.seed)
     stop = stop_on_ctrl_c()
@@ -560,11 +560,9 @@ def train(args: Args) -> None:
             "losses/explained_variance": explained_variance(values, returns), "losses/update_epochs": epoch + 1,
         })
         metrics_file.flush()
-        if time.perf_counter() - last_print >= 1 or iteration == num_iterations or stop["requested"]:
-            last_print = time.perf_counter()  # a progress line at most once a second, and the last one
-            mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-            eta = (args.total_timesteps - global_step) / max(sps, 1)
-            print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} | ETA {eta:.0f}s", flush=True)
+        mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+        eta = (args.total_timesteps - global_step) / max(sps, 1)
+        print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} | ETA {eta:.0f}s", flush=True)
         if stop["requested"]:
             break
 

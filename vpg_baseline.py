@@ -440,7 +440,7 @@ def train(args: Args) -> None:
     value_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.vf_learning_rate, eps=1e-5, fused=True)
     return_norm = RunningNorm(()).to(device)
 
-    global_step, start_time, last_print = 0, time.perf_counter(), -math.inf
+    global_step, start_time = 0, time.perf_counter()
     recent_returns = deque(maxlen=100)
     stop = stop_on_ctrl_c()
     iteration = 0
@@ -537,11 +537,9 @@ def train(args: Args) -> None:
             "losses/explained_variance": explained_variance(b_values, b_returns),
         })
         metrics_file.flush()
-        if time.perf_counter() - last_print >= 1 or global_step >= args.total_timesteps or stop["requested"]:
-            last_print = time.perf_counter()  # a progress line at most once a second, and the last one
-            mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-            eta = max(args.total_timesteps - global_step, 0) / max(sps, 1)
-            print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} | ETA {eta:.0f}s", flush=True)
+        mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+        eta = max(args.total_timesteps - global_step, 0) / max(sps, 1)
+        print(f"step {global_step}/{args.total_timesteps} | SPS {sps} | return {mean_return} | ETA {eta:.0f}s", flush=True)
         if stop["requested"]:
             break
 

@@ -352,8 +352,6 @@ MUTANTS = [
      "return advantages / (advantages.std() + 1e-8)"),
     ("ppo_clip: a Discrete space's start ignored (index i sent as the action)", "ppo_clip.py",
      "else action + space.start", "else action"),
-    ("ppo_clip: the last iteration's progress line not printed", "ppo_clip.py",
-     "or iteration == num_iterations or", "or"),
     ("ppo_clip: no gradient clipping", "ppo_clip.py",
      "nn.utils.clip_grad_norm_(parameters, args.max_grad_norm, foreach=True)", "pass"),
     ("ppo_clip: done = terminated + truncated in float buffers", "ppo_clip.py",

@@ -170,8 +170,6 @@ def test_entropy_bonus_raises_the_entropy(tmp_path, monkeypatch):
 # One-line mistakes that this suite must catch (checked by `python tests/mutants.py --only reinforce`):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
-    ("reinforce: the last iteration's progress line not printed", "reinforce.py",
-     "or global_step >= args.total_timesteps or", "or"),
     ("reinforce: reward-to-go switch inverted", "reinforce.py", "    if reward_to_go:\n", "    if not reward_to_go:\n"),
     ("reinforce: reward-to-go not restarted at episode ends", "reinforce.py",
      "returns = discounted_reward_to_go(rewards, dones, gamma)",

@@ -55,7 +55,7 @@ def test_cartpole_train_save_evaluate_and_film(script, run_script, tmp_path):
     metrics = check_run(run_dir, script)
     printed = [int(step) for step in re.findall(r"^step (\d+)/", proc.stdout, re.MULTILINE)]
     iterations = [m["global_step"] for m in metrics if "charts/SPS" in m]
-    assert (printed[0], printed[-1]) == (iterations[0], iterations[-1])  # progress: the first and last iterations
+    assert printed == iterations  # one progress line per iteration
     for m in metrics:  # CartPole pays 1 per step: the logged return is the whole episode's
         if "charts/episodic_return" in m:
             assert m["charts/episodic_return"] == m["charts/episodic_length"] > 0
