@@ -202,6 +202,8 @@ MUTANTS = [
      "loss - ent_coef * entropy if ent_coef", "loss + ent_coef * entropy if ent_coef"),
     ("actor_critic: entropy bonus left out whatever its coefficient", "actor_critic.py",
      "loss - ent_coef * entropy if ent_coef else loss", "loss - ent_coef * entropy if not ent_coef else loss"),
+    ("actor_critic: V(s) and V(s') swapped in the one critic pass", "actor_critic.py",
+     "agent.value(torch.cat([obs, next_obs]))", "agent.value(torch.cat([next_obs, obs]))"),
     ("actor_critic: value target is the advantage", "actor_critic.py",
      "returns = advantages + values", "returns = advantages"),
     ("actor_critic: value loss against the advantage", "actor_critic.py",
