@@ -12,7 +12,8 @@ its metrics.jsonl has an eval row; finished cells are skipped, so the same comma
 --jobs cells run at once (default: one per core; each script uses one torch thread). --print-commands prints,
 per cell, the one command (from the repo root) that reproduces it, and runs nothing.
 
-Then every cell under benchmarks/runs/<name>/ is summarised into benchmarks/results/<name>.json, and plot.py
+Then every cell under benchmarks/runs/<name>/ is summarised into benchmarks/results/<name>.json (cells already
+there whose runs are not on this machine are kept: a grid grows across machines and days), and plot.py
 draws benchmarks/results/<name>_<env>.png and writes benchmarks/results/<name>.md from it.
 """
 
@@ -330,20 +331,28 @@ def find_cells(bench_dir: str) -> list[tuple[Cell, str]]:
     return sorted(found)
 
 
-def summarize(name: str, bench_dir: str) -> dict:
-    """One benchmark's results: its cells, and the command, code and machine of its latest launch."""
-    found = find_cells(bench_dir)
-    if not found:
+def summarize(name: str, bench_dir: str, previous: dict | None = None) -> dict:
+    """One benchmark's results: its cells, and the command, code and machine of its latest launch. The cells and
+    launches of `previous` (the committed results file) whose runs are not under bench_dir are kept, so results
+    gathered on other machines or days (raw runs stay out of git) survive a summary here; a cell run here wins."""
+    previous = previous or {}
+    found = find_cells(bench_dir) if os.path.isdir(bench_dir) else []
+    here = {(cell.script, cell.env, cell.seed) for cell, _ in found}
+    cells = sorted([c for c in previous.get("cells", []) if (c["script"], c["env"], c["seed"]) not in here] +
+                   [summarize_cell(cell, cwd) for cell, cwd in found],
+                   key=lambda c: (c["script"], c["env"], c["seed"]))
+    if not cells:
         sys.exit(f"no cells under {os.path.relpath(bench_dir, ROOT)}")
-    cells = [summarize_cell(cell, cwd) for cell, cwd in found]
     launches_path = os.path.join(bench_dir, "launches.jsonl")
-    launches = read_jsonl(launches_path) if os.path.isfile(launches_path) else []
-    scripts = sorted({cell.script for cell, _ in found})
+    launches = previous.get("launches", []) + (read_jsonl(launches_path) if os.path.isfile(launches_path) else [])
+    launches = sorted({json.dumps(launch, sort_keys=True): launch for launch in launches}.values(),
+                      key=lambda launch: launch["date"])
+    scripts = sorted({cell["script"] for cell in cells})
     latest = launches[-1] if launches else {"command": None, "code": code_version(*scripts, "gae.py"),
                                             "machine": machine_info()}
-    return {"name": name, "date": now(), "command": latest["command"], "code": latest["code"],
-            "machine": latest["machine"], "scripts": scripts, "envs": sorted({cell.env for cell, _ in found}),
-            "seeds": sorted({cell.seed for cell, _ in found}), "thresholds": THRESHOLDS,
+    return {"name": name, "date": now(), "command": latest.get("command"), "code": latest.get("code"),
+            "machine": latest.get("machine"), "scripts": scripts, "envs": sorted({cell["env"] for cell in cells}),
+            "seeds": sorted({cell["seed"] for cell in cells}), "thresholds": THRESHOLDS,
             "threshold_window": THRESHOLD_WINDOW, "launches": launches, "cells": cells}
 
 
@@ -356,7 +365,7 @@ def main() -> None:
         return
     failed = launch(args, bench_dir, cells)
     results_path = os.path.join(RESULTS, f"{args.name}.json")
-    write_json(results_path, summarize(args.name, bench_dir))
+    write_json(results_path, summarize(args.name, bench_dir, read_json(results_path)))
     print(f"wrote {os.path.relpath(results_path, ROOT)}")
     import plot  # matplotlib: needed for the summary only
 

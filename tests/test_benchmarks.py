@@ -85,6 +85,27 @@ def test_summary_of_synthetic_runs(tmp_path):
     assert row in table
 
 
+def test_a_summary_keeps_the_committed_cells_whose_runs_are_elsewhere(tmp_path):
+    """Raw runs stay out of git: summarising here must keep the committed cells run on another machine, replace a
+    committed cell that was run again here, and keep every launch once, oldest first."""
+    bench = str(tmp_path / "runs" / "synthetic")
+    episodes = [{"global_step": 10 * (i + 1), "charts/episodic_return": i} for i in range(10)]
+    write_metrics(run.Cell("ppo_clip.py", "CartPole-v1", 2).dir(bench),
+                  episodes + [{"global_step": 100, "eval/episodic_return": 7.0}])
+    here = {"date": "2026-02-01T00:00:00", "command": "python benchmarks/run.py --seeds 2", "code": "b"}
+    with open(os.path.join(bench, "launches.jsonl"), "w") as f:
+        f.write(json.dumps(here) + "\n")
+    old = {"date": "2026-01-01T00:00:00", "command": "python benchmarks/run.py --seeds 1 2", "code": "a"}
+    previous = {"launches": [old, here], "cells": [
+        {"script": "ppo_clip.py", "env": "CartPole-v1", "seed": 2, "eval_return": -1.0},
+        {"script": "ppo_clip.py", "env": "CartPole-v1", "seed": 1, "eval_return": 500.0}]}
+    results = run.summarize("synthetic", bench, previous)
+    assert [(c["seed"], c["eval_return"]) for c in results["cells"]] == [(1, 500.0), (2, 7.0)]
+    assert results["launches"] == [old, here] and results["command"] == here["command"]
+    assert results["seeds"] == [1, 2]
+    assert run.summarize("synthetic", str(tmp_path / "nothing"), previous)["cells"] == previous["cells"][::-1]
+
+
 def test_a_peer_cell_runs_peers_py_in_the_peers_python(tmp_path, monkeypatch):
     """A cell named after a peer (run.PEERS) runs benchmarks/peers.py --exp-name with the peer's settings for the env,
     under the peers' interpreter, and its reproduce line names that interpreter $PEERS_PYTHON (no path of this
