@@ -12,7 +12,9 @@ from V(final obs), a terminated one not. --gae-lambda > 0 mixes in the n-step re
 segment (lambda = 1: A3C's n-step advantage). --shared-network puts both heads on one 2 x 64 tanh trunk.
 
 Discrete actions use a categorical policy, Box actions a diagonal Gaussian with a state-independent
-log-std; continuous control normalises observations and scales rewards by default.
+log-std; continuous control normalises observations and scales rewards by default. The defaults are
+rl-baselines3-zoo's A2C shape for CartPole-v1 (8 envs x 5 steps, lr 7e-4, no advantage normalisation, no entropy
+bonus) with the family's Adam and linear learning-rate decay in place of SB3's RMSprop and constant rate.
 
     python actor_critic.py                                      # CartPole-v1: 8 envs x 5 steps, TD(0) advantages
     python actor_critic.py --env-id HalfCheetah-v5 --total-timesteps 1000000 --num-envs 16 --gae-lambda 0.95 \
@@ -326,7 +328,7 @@ def stop_on_ctrl_c() -> dict:
 
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_dir: Optional[str] = None):
     """Deterministic episodes (argmax or Gaussian mean) with frozen normalisation; returns their returns."""
-    env = gym.make(env_id, render_mode="rgb_array" if video_dir else None)
+    env = gym.make(env_id, **({"render_mode": "rgb_array"} if video_dir else {}))  # not every env takes render_mode
     if video_dir:
         env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda _: True, disable_logger=True)
     returns = []

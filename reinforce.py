@@ -12,7 +12,8 @@ a batch holds whole episodes only, none discarded and none cut short. Then one A
 The exact gradient of the discounted objective J = E[sum_t gamma^t r_t] is E[sum_t gamma^t grad log pi(a_t|s_t) G_t]:
 the reward-to-go estimator drops the gamma^t factor, as every common implementation does (it then weights every
 state as often as the policy visits it, not gamma^t times less); the whole-episode estimator keeps R(tau) discounted
-from the episode's start, so it is unbiased for the exact gradient, and with causality equals the reward-to-go one
+from the episode's start, so its sum over an episode's steps is unbiased for the exact gradient (the loss below
+averages over steps and --norm-adv standardises G: both rescale it), and with causality equals the reward-to-go one
 with gamma^t kept. With gamma = 1 the two agree in expectation, and reward-to-go has the lower variance.
 An episode cut by a time limit counts with the return it got (there is no critic to bootstrap from).
 The loss is a mean over steps, so the step does not grow with the batch. --norm-adv (on by default) standardises
@@ -123,6 +124,9 @@ def check_args(args: Args) -> None:
     if not re.fullmatch(r"[\w.-]+", args.exp_name) or not args.exp_name.strip("."):
         problems.append(f"--exp-name {args.exp_name!r}: use letters, digits, '.', '_' and '-' only")
     batch_size = args.num_envs * args.num_steps
+    if not problems and args.norm_adv and batch_size < 2:
+        problems.append(f"a batch of {batch_size} sample: advantage normalisation needs at least 2 "
+                        "(raise --num-envs or --num-steps)")
     if not problems and args.total_timesteps < batch_size and args.eval_checkpoint is None:
         problems.append(f"--total-timesteps {args.total_timesteps} is less than one batch ({batch_size})")
     if args.cuda and not torch.cuda.is_available():
@@ -327,7 +331,7 @@ def stop_on_ctrl_c() -> dict:
 
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_dir: Optional[str] = None):
     """Deterministic episodes (argmax or Gaussian mean) with frozen normalisation; returns their returns."""
-    env = gym.make(env_id, render_mode="rgb_array" if video_dir else None)
+    env = gym.make(env_id, **({"render_mode": "rgb_array"} if video_dir else {}))  # not every env takes render_mode
     if video_dir:
         env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda _: True, disable_logger=True)
     returns = []

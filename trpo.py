@@ -273,14 +273,18 @@ def fisher_vector_product(kl_grad: torch.Tensor, params: list, v: torch.Tensor, 
 
 
 def conjugate_gradient(fvp, b: torch.Tensor, iters: int, residual_tol: float = 1e-10) -> torch.Tensor:
-    """x ~ F^-1 b from x0 = 0 with products F p only (Nocedal and Wright, Algorithm 5.2; TRPO paper, appendix C)."""
+    """x ~ F^-1 b from x0 = 0 with products F p only (Nocedal and Wright, Algorithm 5.2; TRPO paper, appendix C);
+    stops early once the squared residual r^T r is below residual_tol."""
     x, r, p = torch.zeros_like(b), b.clone(), b.clone()
     r_dot_r = r @ r
     for _ in range(iters):
         if r_dot_r < residual_tol:
             break
         F_p = fvp(p)
-        alpha = r_dot_r / (p @ F_p)
+        p_F_p = p @ F_p
+        if p_F_p <= 0:  # no curvature along p (F singular, damping 0) or round-off: keep the x so far
+            break
+        alpha = r_dot_r / p_F_p
         x += alpha * p
         r -= alpha * F_p
         r_dot_r, previous = r @ r, r_dot_r
@@ -400,7 +404,7 @@ def stop_on_ctrl_c() -> dict:
 
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_dir: Optional[str] = None):
     """Deterministic episodes (argmax or Gaussian mean) with frozen normalisation; returns their returns."""
-    env = gym.make(env_id, render_mode="rgb_array" if video_dir else None)
+    env = gym.make(env_id, **({"render_mode": "rgb_array"} if video_dir else {}))  # not every env takes render_mode
     if video_dir:
         env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda _: True, disable_logger=True)
     returns = []
@@ -598,6 +602,10 @@ def train(args: Args) -> None:
                 v_loss.backward()
                 optimizer.step()
                 v_losses.append(v_loss.detach())
+        v_loss = torch.stack(v_losses).mean()
+        if not torch.isfinite(v_loss):
+            sys.exit(f"error: the value loss became {v_loss.item()} at step {global_step}; try a lower --learning-rate "
+                     "or check the env's observations/rewards")
 
         with torch.no_grad():
             if args.norm_obs:  # statistics move once per iteration so pi_old and the update see the same inputs
@@ -605,7 +613,7 @@ def train(args: Args) -> None:
         sps = int(global_step / (time.perf_counter() - start_time))
         log(global_step, {
             "charts/SPS": sps, "charts/learning_rate": optimizer.param_groups[0]["lr"],
-            "losses/policy_loss": -objective.item(), "losses/value_loss": torch.stack(v_losses).mean().item(),
+            "losses/policy_loss": -objective.item(), "losses/value_loss": v_loss.item(),
             "losses/entropy": entropy.mean().item(), "losses/kl": kl, "losses/step_size": step_size,
             "losses/backtracks": backtracks, "losses/expected_improvement": expected_improvement,
             "losses/actual_improvement": surrogate_new - surrogate_old,

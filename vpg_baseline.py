@@ -120,6 +120,9 @@ def check_args(args: Args) -> None:
     if not re.fullmatch(r"[\w.-]+", args.exp_name) or not args.exp_name.strip("."):
         problems.append(f"--exp-name {args.exp_name!r}: use letters, digits, '.', '_' and '-' only")
     batch_size = args.num_envs * args.num_steps
+    if not problems and args.norm_adv and batch_size < 2:
+        problems.append(f"a batch of {batch_size} sample: advantage normalisation needs at least 2 "
+                        "(raise --num-envs or --num-steps)")
     if not problems and args.total_timesteps < batch_size and args.eval_checkpoint is None:
         problems.append(f"--total-timesteps {args.total_timesteps} is less than one batch ({batch_size})")
     if args.cuda and not torch.cuda.is_available():
@@ -339,7 +342,7 @@ def stop_on_ctrl_c() -> dict:
 
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_dir: Optional[str] = None):
     """Deterministic episodes (argmax or Gaussian mean) with frozen normalisation; returns their returns."""
-    env = gym.make(env_id, render_mode="rgb_array" if video_dir else None)
+    env = gym.make(env_id, **({"render_mode": "rgb_array"} if video_dir else {}))  # not every env takes render_mode
     if video_dir:
         env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda _: True, disable_logger=True)
     returns = []
@@ -524,6 +527,10 @@ def train(args: Args) -> None:
             v_loss.backward()
             value_optimizer.step()
             v_losses.append(v_loss.detach())
+        v_loss = torch.stack(v_losses).mean()
+        if not torch.isfinite(v_loss):
+            sys.exit(f"error: the value loss became {v_loss.item()} at step {global_step}; try a lower --vf-learning-rate "
+                     "or check the env's observations/rewards")
 
         with torch.no_grad():
             kl = kl_divergence(agent.dist(old_params.detach()), agent.dist(agent.policy_params(b_obs))).mean()
@@ -532,7 +539,7 @@ def train(args: Args) -> None:
         sps = int(global_step / (time.perf_counter() - start_time))
         log(global_step, {
             "charts/SPS": sps, "charts/learning_rate": optimizer.param_groups[0]["lr"],
-            "losses/policy_loss": pg_loss.item(), "losses/value_loss": torch.stack(v_losses).mean().item(),
+            "losses/policy_loss": pg_loss.item(), "losses/value_loss": v_loss.item(),
             "losses/entropy": entropy.item(), "losses/kl": kl.item(),
             "losses/explained_variance": explained_variance(b_values, b_returns),
         })

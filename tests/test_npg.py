@@ -28,6 +28,7 @@ SMOKE = {  # for test_scripts.py: a CartPole run of 128 steps, the keys of every
         "nan max kl": (["--max-kl", "nan"], "--max-kl must be positive"),
         "zero cg iterations": (["--cg-iters", "0"], "--cg-iters must be positive"),
         "negative damping": (["--cg-damping", "-0.1"], "--cg-damping must be >= 0"),
+        "diverging critic": (["--learning-rate", "1e30"], "error: the value loss became"),
     },
 }
 
@@ -79,6 +80,19 @@ def test_conjugate_gradient_matches_solve(module):
     assert residuals[0] < b.norm() and residuals[2] < residuals[1] < residuals[0]
     assert torch.equal(module.conjugate_gradient(lambda v: F @ v, torch.zeros(12, dtype=torch.float64), 5),
                        torch.zeros(12, dtype=torch.float64))  # the residual test stops at once: x0 = 0
+
+
+@MODULES
+def test_conjugate_gradient_stops_where_there_is_no_curvature(module):
+    """F p = 0 (a singular Fisher with --cg-damping 0) or p^T F p < 0 (round-off): CG keeps the x it has instead of
+    dividing by zero or stepping uphill. Catches: no curvature guard (x is then inf or NaN, or points along -b)."""
+    b = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    assert torch.equal(module.conjugate_gradient(lambda v: 0 * v, b, 5), torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(module.conjugate_gradient(lambda v: -v, b, 5), torch.zeros(3, dtype=torch.float64))
+    # semidefinite with b in its range: CG solves it in the range, as it would a Fisher without damping
+    F = torch.diag(torch.tensor([2.0, 0.0, 4.0], dtype=torch.float64))
+    x = module.conjugate_gradient(lambda v: F @ v, torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64), 5)
+    torch.testing.assert_close(x, torch.tensor([0.5, 0.0, 0.5], dtype=torch.float64))
 
 
 @MODULES
@@ -179,6 +193,20 @@ def test_npg_training_steps_land_near_delta(tmp_path, monkeypatch):
         assert 0.5 < m["losses/actual_improvement"] / m["losses/expected_improvement"] < 1.5, m
 
 
+def test_a_non_finite_natural_step_is_one_line(tmp_path, monkeypatch):
+    """NPG has no line search to refuse a bad step: a step that makes the policy non-finite ends the run with a
+    one-line error naming the step, not a NaN loss one iteration later blamed on the policy."""
+    from test_scripts import cli, tiny
+
+    def bad_step(x, g, fvp, max_kl):
+        return torch.full_like(x, float("nan")), float("nan"), float("nan")
+
+    monkeypatch.setattr(npg, "natural_step", bad_step)
+    monkeypatch.chdir(tmp_path)
+    exited_with = cli("npg.py", *tiny("npg.py"), "--eval-episodes", "0")
+    assert isinstance(exited_with, str) and exited_with.startswith("error: the natural step gave KL nan")
+
+
 # One-line mistakes in npg.py and trpo.py's shared functions that this suite must catch
 # (`python tests/mutants.py --only npg tests/test_npg.py`): (name, file, exact text, its replacement).
 MUTANTS = [
@@ -192,8 +220,13 @@ MUTANTS = [
         (f"{script}: CG residual update sign", f"{script}.py", "r -= alpha * F_p", "r += alpha * F_p"),
         (f"{script}: CG direction with beta inverted", f"{script}.py", "p = r + (r_dot_r / previous) * p",
          "p = r + (previous / r_dot_r) * p"),
+        (f"{script}: CG without the curvature guard", f"{script}.py", "if p_F_p <= 0:", "if False:"),
+        (f"{script}: critic's non-finite loss not checked", f"{script}.py", "if not torch.isfinite(v_loss):",
+         "if False:"),
     ]
 ] + [
+    ("npg: non-finite natural step not checked", "npg.py", "if not (math.isfinite(kl) and math.isfinite(surrogate_new)):",
+     "if False:"),
     ("npg: step applied with the wrong sign", "npg.py", "parameters_to_vector(actor_params) + full_step",
      "parameters_to_vector(actor_params) - full_step"),
 ]

@@ -337,6 +337,9 @@ def test_two_runs_never_share_a_directory(tmp_path, monkeypatch):
 # One-line mistakes in ppo_clip.py that this suite must catch (checked by `python tests/mutants.py --only ppo_clip`):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
+    ("ppo_clip: evaluation passes render_mode=None (envs without the argument crash)", "ppo_clip.py",
+     'gym.make(env_id, **({"render_mode": "rgb_array"} if video_dir else {}))',
+     'gym.make(env_id, render_mode="rgb_array" if video_dir else None)'),
     ("ppo_clip: target-KL comparison flipped", "ppo_clip.py", "[:, 3].mean() > args.target_kl",
      "[:, 3].mean() < args.target_kl"),
     ("ppo_clip: target-KL on the mean of all epochs so far", "ppo_clip.py", "torch.stack(epoch_stats)[:, 3]",

@@ -20,6 +20,8 @@ SMOKE = {  # for test_scripts.py: a CartPole run of 128 steps, the keys of every
         "zero rollout": (["--num-steps", "0"], "--num-steps must be positive"),
         "zero gradient norm": (["--max-grad-norm", "0"], "--max-grad-norm must be positive"),
         "negative entropy coefficient": (["--ent-coef", "-0.1"], "--ent-coef must be >= 0"),
+        "batch of one": (["--num-envs", "1", "--num-steps", "1", "--total-timesteps", "8"],
+                         "a batch of 1 sample: advantage normalisation needs at least 2"),
     },
 }
 Z = 4.5  # |z| bound for a correct estimator (several components: a little above the usual 4)
@@ -170,6 +172,8 @@ def test_entropy_bonus_raises_the_entropy(tmp_path, monkeypatch):
 # One-line mistakes that this suite must catch (checked by `python tests/mutants.py --only reinforce`):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
+    ("reinforce: batch of one sample accepted with --norm-adv", "reinforce.py",
+     "if not problems and args.norm_adv and batch_size < 2:", "if False:"),
     ("reinforce: reward-to-go switch inverted", "reinforce.py", "    if reward_to_go:\n", "    if not reward_to_go:\n"),
     ("reinforce: reward-to-go not restarted at episode ends", "reinforce.py",
      "returns = discounted_reward_to_go(rewards, dones, gamma)",

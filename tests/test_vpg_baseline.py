@@ -21,7 +21,10 @@ SMOKE = {  # for test_scripts.py: a CartPole run of 128 steps, the keys of every
         "budget under one batch": (["--total-timesteps", "50"], "less than one batch"),
         "zero value iterations": (["--vf-iters", "0"], "--vf-iters must be positive"),
         "zero value learning rate": (["--vf-learning-rate", "0"], "--vf-learning-rate must be positive"),
+        "diverging critic": (["--vf-learning-rate", "1e30"], "error: the value loss became"),
         "negative lambda": (["--gae-lambda", "-0.1"], "--gae-lambda must be in [0, 1]"),
+        "batch of one": (["--num-envs", "1", "--num-steps", "1", "--total-timesteps", "8"],
+                         "a batch of 1 sample: advantage normalisation needs at least 2"),
     },
 }
 Z = 4.5  # |z| bound for a correct estimator (several components: a little above the usual 4)
@@ -192,6 +195,10 @@ def test_the_value_function_learns_the_returns(tmp_path, monkeypatch):
 # One-line mistakes that this suite must catch (checked by `python tests/mutants.py --only vpg_baseline`):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
+    ("vpg_baseline: critic's non-finite loss not checked", "vpg_baseline.py", "if not torch.isfinite(v_loss):",
+     "if False:"),
+    ("vpg_baseline: batch of one sample accepted with --norm-adv", "vpg_baseline.py",
+     "if not problems and args.norm_adv and batch_size < 2:", "if False:"),
     ("vpg_baseline: advantage with the wrong sign", "vpg_baseline.py", "return returns - values, returns",
      "return values - returns, returns"),
     ("vpg_baseline: gradient flows through the baseline (detach removed)", "vpg_baseline.py",

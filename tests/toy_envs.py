@@ -34,6 +34,14 @@ class CountEnv(gym.Env):
         return np.array([self.steps], np.float32), self.reward, terminated, False, {}
 
 
+class NoRenderModeEnv(CountEnv):
+    """A CountEnv whose constructor takes no render_mode (many third-party envs): gym.make(id, render_mode=None)
+    fails on it, so evaluation must not pass one when it films nothing."""
+
+    def __init__(self):
+        super().__init__()
+
+
 gym.register("toy/Count-v0", entry_point=CountEnv, max_episode_steps=5)
 gym.register("toy/CountTerminating-v0", entry_point=CountEnv, max_episode_steps=5, kwargs={"terminate_at": 3})
 # The env's own end coincides with the time limit: terminated and truncated are both True on step 5.
@@ -44,3 +52,4 @@ gym.register("toy/MultiDiscreteActions-v0", entry_point=CountEnv, max_episode_st
 # Actions -1, 0, 1 (Discrete(3, start=-1)): the policy's index i must reach the env as i - 1.
 gym.register("toy/OffsetDiscrete-v0", entry_point=CountEnv, max_episode_steps=5,
              kwargs={"action_space": Discrete(3, start=-1)})
+gym.register("toy/NoRenderMode-v0", entry_point=NoRenderModeEnv, max_episode_steps=5)
