@@ -352,7 +352,8 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_
 def save_checkpoint(path: str, agent: Agent, return_norm: RunningNorm, args: Args) -> None:
     """Write atomically: a crash mid-write never leaves a truncated checkpoint behind."""
     tmp = f"{path}.tmp"
-    torch.save({"model": agent.state_dict(), "return_norm": return_norm.state_dict(), "args": asdict(args)}, tmp)
+    torch.save({"script": os.path.basename(__file__), "model": agent.state_dict(),
+                "return_norm": return_norm.state_dict(), "args": asdict(args)}, tmp)
     os.replace(tmp, path)
 
 
@@ -360,6 +361,8 @@ def load_agent(path: str, device) -> tuple[Agent, Args]:
     """Rebuild the agent of a checkpoint; anything wrong with the file is a one-line error, not a traceback."""
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
+        if checkpoint.get("script", os.path.basename(__file__)) != os.path.basename(__file__):
+            raise ValueError(f"saved by {checkpoint['script']}")  # the same network, but another algorithm's args
         args = Args(**checkpoint["args"])
         envs = make_env(args.env_id, 1)
         agent = Agent(envs.single_observation_space.shape[0], envs.single_action_space, args.norm_obs,

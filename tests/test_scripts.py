@@ -179,6 +179,20 @@ def test_broken_checkpoints_are_one_line(script, tmp_path, monkeypatch):
         assert exited_with.startswith(f"error: {name}.pt is not a checkpoint of {script}") and "\n" not in exited_with
 
 
+def test_a_checkpoint_of_another_script_is_refused(tmp_path, monkeypatch):
+    """npg.py and trpo.py share the network and most flags: trpo.py must refuse npg.py's file by name, not evaluate
+    it as its own; a checkpoint written before the "script" key existed still loads."""
+    monkeypatch.chdir(tmp_path)
+    assert cli("npg.py", *tiny("npg.py"), "--save-model", "--exp-name", "npg", "--eval-episodes", "0") is None
+    (path,) = glob.glob(str(tmp_path / "runs" / "*" / "npg.pt"))
+    exited_with = cli("trpo.py", "--eval-checkpoint", path)
+    assert exited_with.startswith(f"error: {path} is not a checkpoint of trpo.py") and "saved by npg.py" in exited_with
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint.pop("script") == "npg.py"
+    torch.save(checkpoint, tmp_path / "old.pt")
+    assert cli("npg.py", "--eval-checkpoint", "old.pt", "--eval-episodes", "1") is None
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_normalisation_switches(script, run_script, tmp_path, monkeypatch):
     """--norm-obs / --no-norm-obs (and the reward twins) are plain switches; the default depends on the env."""
