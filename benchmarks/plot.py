@@ -105,9 +105,13 @@ def markdown(results: dict, pngs: dict) -> str:
              f"- summarised {results['date']}; code {code_text(results['code'])}",
              f"- machine: {machine['cpu']}, nproc {machine['nproc']}, Python {machine['python']}, "
              f"torch {machine['torch']}, Gymnasium {machine['gymnasium']}, NumPy {machine['numpy']}"]
-    lines += [f"- launch {launch['date']}, code {code_text(launch['code'])}: {launch['cells_run']} cell(s), "
-              f"`{launch['command']}`"
+    cpus = {launch["machine"]["cpu"] for launch in results["launches"] if launch.get("machine")}
+    where = (lambda launch: f" on {launch['machine']['cpu']}") if len(cpus) > 1 else (lambda launch: "")
+    lines += [f"- launch {launch['date']}{where(launch)}, code {code_text(launch['code'])}: {launch['cells_run']} "
+              f"cell(s), `{launch['command']}`"
               for launch in results["launches"][:-1]]  # earlier launches, when a grid was resumed or extended
+    if len(cpus) > 1:
+        lines.append(f"- the cells ran on {len(cpus)} machines: compare wall time and SPS only within one")
     lines += ["", "Over finished seeds, mean +- std (population). Returns: the last 100 training episodes, and the "
               "final deterministic evaluation. Steps to threshold: per seed, the first step at which the mean of "
               f"the last {results['threshold_window']} training episodes reaches it; the median over the seeds "
