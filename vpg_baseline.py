@@ -141,10 +141,10 @@ def make_env(env_id: str, num_envs: int) -> list[gym.Env]:
     except Exception as e:  # unknown id, missing dependency, unimportable module: all the user's to fix
         sys.exit(f"error: cannot make environment {env_id!r}: {type(e).__name__}: {e}".replace("\n", " "))
     obs_space, act_space = envs[0].observation_space, envs[0].action_space
-    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1 and obs_space.shape[0] > 0):
         sys.exit(f"error: {env_id} has observation space {obs_space}; supported: a 1-D Box")
     if not (isinstance(act_space, gym.spaces.Discrete)
-            or (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1)):
+            or (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1 and act_space.shape[0] > 0)):
         sys.exit(f"error: {env_id} has action space {act_space}; supported: Discrete (categorical policy) "
                  "or a 1-D Box (Gaussian policy)")
     if envs[0].spec is None or envs[0].spec.max_episode_steps is None:  # a batch waits for every episode to end
@@ -291,15 +291,18 @@ def scale_rewards(rewards, dones, valid, gamma: float, return_norm: RunningNorm)
 
 
 def check_can_render(env_id: str) -> None:
-    """--capture-video: fail before training, not after it, if the env cannot draw frames."""
+    """--capture-video: fail before training, not after it, if the env cannot draw RGB frames (H x W x 3)."""
     try:
         env = gym.make(env_id, render_mode="rgb_array")
         env.reset(seed=0)
-        env.render()
+        frame, mode = env.render(), env.render_mode
         env.close()
     except Exception as e:
         sys.exit(f"error: --capture-video: {env_id} cannot render ({type(e).__name__}: {e}); "
-                 "for MuJoCo set MUJOCO_GL=egl or MUJOCO_GL=osmesa")
+                 "for MuJoCo set MUJOCO_GL=egl or MUJOCO_GL=osmesa".replace("\n", " "))
+    if mode != "rgb_array" or not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3):
+        sys.exit(f"error: --capture-video: {env_id} draws no RGB frames (render_mode {mode!r}, a frame of "
+                 f"{type(frame).__name__} {getattr(frame, 'shape', '')})")
 
 
 def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
@@ -340,9 +343,15 @@ def stop_on_ctrl_c() -> dict:
     return stop
 
 
+EVAL_MAX_STEPS = 10_000  # the longest evaluation episode of an env without a time limit
+
+
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_dir: Optional[str] = None):
     """Deterministic episodes (argmax or Gaussian mean) with frozen normalisation; returns their returns."""
     env = gym.make(env_id, **({"render_mode": "rgb_array"} if video_dir else {}))  # not every env takes render_mode
+    if env.spec.max_episode_steps is None:  # no time limit: an episode need not end
+        print(f"note: {env_id} has no time limit: evaluation episodes stop after {EVAL_MAX_STEPS} steps")
+        env = gym.wrappers.TimeLimit(env, EVAL_MAX_STEPS)
     if video_dir:
         env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=lambda _: True, disable_logger=True)
     returns = []
@@ -366,9 +375,14 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_
 def save_checkpoint(path: str, agent: Agent, return_norm: RunningNorm, args: Args) -> None:
     """Write atomically: a crash mid-write never leaves a truncated checkpoint behind."""
     tmp = f"{path}.tmp"
-    torch.save({"script": os.path.basename(__file__), "model": agent.state_dict(),
-                "return_norm": return_norm.state_dict(), "args": asdict(args)}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"script": os.path.basename(__file__), "model": agent.state_dict(),
+                    "return_norm": return_norm.state_dict(), "args": asdict(args)}, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # disk full, directory gone: say so in one line, leave no .tmp behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        sys.exit(f"error: cannot write the checkpoint {path} ({type(e).__name__}: {e})".replace("\n", " "))
 
 
 def load_agent(path: str, device) -> tuple[Agent, Args]:
@@ -383,7 +397,7 @@ def load_agent(path: str, device) -> tuple[Agent, Args]:
         env.close()
         agent.load_state_dict(checkpoint["model"])
     except Exception as e:  # not a torch file, another script's file, a missing key, shapes of another env
-        reason = (str(e).strip().splitlines() or [""])[0]
+        reason = " ".join(str(e).split())[:300]  # one line: a size mismatch's detail follows its first line
         sys.exit(f"error: {path} is not a checkpoint of {os.path.basename(__file__)} ({type(e).__name__}: {reason})")
     return agent.eval(), args
 
@@ -427,10 +441,14 @@ def train(args: Args) -> None:
     print(f"run directory: {run_dir}", flush=True)
     metrics_file = open(os.path.join(run_dir, "metrics.jsonl"), "w")
     if args.track:
-        import wandb
+        try:
+            import wandb
 
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
-                   name=run_name, dir=run_dir, save_code=True)
+            wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
+                       name=run_name, dir=run_dir, save_code=True)
+        except Exception as e:  # not logged in, no network, not installed
+            sys.exit(f"error: --track: wandb did not start ({type(e).__name__}: {e}); run `wandb login` or set "
+                     "WANDB_MODE=offline".replace("\n", " "))
         wandb.define_metric("*", step_metric="global_step")
 
     def log(global_step: int, values: dict) -> None:
@@ -538,6 +556,9 @@ def train(args: Args) -> None:
         with torch.no_grad():
             kl = kl_divergence(agent.dist(old_params.detach()), agent.dist(agent.policy_params(b_obs))).mean()
             if args.norm_obs:  # statistics move once per iteration so the rollout and the update see the same inputs
+                if not torch.isfinite(b_obs).all():
+                    sys.exit(f"error: {args.env_id} returned a non-finite observation (by step {global_step}); it would "
+                             "poison the observation statistics")
                 agent.obs_norm.update(b_obs)
         sps = int(global_step / (time.perf_counter() - start_time))
         log(global_step, {

@@ -337,6 +337,19 @@ def test_two_runs_never_share_a_directory(tmp_path, monkeypatch):
 # One-line mistakes in ppo_clip.py that this suite must catch (checked by `python tests/mutants.py --only ppo_clip`):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
+    ("ppo_clip: evaluation of an env without time limit not capped", "ppo_clip.py",
+     "if env.spec.max_episode_steps is None:", "if False:"),
+    ("ppo_clip: --capture-video accepts an env that draws no RGB frames", "ppo_clip.py",
+     'if mode != "rgb_array" or not', "if False and not"),
+    ("ppo_clip: only a missing wandb caught at --track", "ppo_clip.py",
+     "except Exception as e:  # not logged in, no network, not installed", "except ImportError as e:"),
+    ("ppo_clip: a failed checkpoint write raises (RuntimeError not caught)", "ppo_clip.py",
+     "except (OSError, RuntimeError) as e:  # disk full", "except OSError as e:  # disk full"),
+    ("ppo_clip: non-finite observations reach the statistics", "ppo_clip.py",
+     "if not torch.isfinite(b_obs).all():", "if False:"),
+    ("ppo_clip: checkpoint errors keep only their first line", "ppo_clip.py",
+     'reason = " ".join(str(e).split())[:300]', 'reason = (str(e).strip().splitlines() or [""])[0]'),
+    ("ppo_clip: an empty Box action space accepted", "ppo_clip.py", "and act_space.shape[0] > 0)", ")"),
     ("ppo_clip: evaluation passes render_mode=None (envs without the argument crash)", "ppo_clip.py",
      'gym.make(env_id, **({"render_mode": "rgb_array"} if video_dir else {}))',
      'gym.make(env_id, render_mode="rgb_array" if video_dir else None)'),

@@ -117,7 +117,11 @@ BAD_INPUT = {  # in every script
     "missing checkpoint": (["--eval-checkpoint", "nope.pt"], "no such file"),
     "not a checkpoint": (["--eval-checkpoint", __file__], "is not a checkpoint"),
     "nan loss": (["--env-id", "tests.toy_envs:toy/NaNReward-v0"], "the loss became nan"),
+    "infinite observation": (["--env-id", "tests.toy_envs:toy/InfObservation-v0"], "returned a non-finite observation"),
+    "empty box actions": (["--env-id", "tests.toy_envs:toy/EmptyBoxActions-v0"], "action space Box"),
+    "no rgb frames": (["--env-id", "tests.toy_envs:toy/BadFrames-v0", "--capture-video"], "draws no RGB frames"),
 }
+FAILS_IN_TRAINING = ("became", "non-finite observation")  # the cases that keep their run directory
 
 
 def cli(script: str, *argv: str):
@@ -139,7 +143,7 @@ def test_bad_input_is_one_line(script, case, tmp_path, monkeypatch):
     exited_with = cli(script, *tiny(script), *args)  # the last of a repeated flag wins
     assert isinstance(exited_with, str) and exited_with.startswith("error:") and "\n" not in exited_with, exited_with
     assert message in exited_with
-    if "became" not in message:  # the cases that fail in training (a NaN loss) keep their run directory
+    if not any(reason in message for reason in FAILS_IN_TRAINING):
         assert not glob.glob(str(tmp_path / "runs" / "*")), "bad input must be rejected before anything is written"
 
 
@@ -177,6 +181,7 @@ def test_broken_checkpoints_are_one_line(script, tmp_path, monkeypatch):
         torch.save(broken, tmp_path / f"{name}.pt")
         exited_with = cli(script, "--eval-checkpoint", f"{name}.pt")
         assert exited_with.startswith(f"error: {name}.pt is not a checkpoint of {script}") and "\n" not in exited_with
+    assert "size mismatch" in cli(script, "--eval-checkpoint", "other_env.pt")  # the detail, not just its heading
 
 
 def test_a_checkpoint_of_another_script_is_refused(tmp_path, monkeypatch):
@@ -243,6 +248,57 @@ def test_an_env_without_render_mode_trains_and_is_evaluated(script, tmp_path, mo
     monkeypatch.chdir(tmp_path)
     assert cli(script, *tiny(script), "--env-id", "toy/NoRenderMode-v0", "--eval-episodes", "1") is None
     assert "eval/episodic_return" in read_metrics(only_run_dir(tmp_path))[-1]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_evaluation_of_an_env_without_time_limit_ends(script, monkeypatch):
+    """An env with no time limit may never end an episode: evaluation cuts it at EVAL_MAX_STEPS instead of hanging.
+    Catches: evaluate() without the cap (an alarm fails the test after 30 s)."""
+    import gymnasium as gym
+    import toy_envs  # noqa: F401  (registers the toy envs)
+
+    def hung(signum, frame):
+        raise TimeoutError("evaluation did not end")
+
+    module = import_script(script)
+    monkeypatch.setattr(module, "EVAL_MAX_STEPS", 50)
+    agent = module.Agent(1, gym.spaces.Discrete(2), norm_obs=False)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        assert module.evaluate(agent, "toy/Endless-v0", 2, 0, torch.device("cpu")) == [50.0, 50.0]
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_tracking_that_cannot_start_is_one_line(script, tmp_path, monkeypatch):
+    """wandb not logged in (or offline without WANDB_MODE): one line naming the fix, not wandb's traceback."""
+    import wandb
+
+    def no_login(*args, **kwargs):
+        raise wandb.errors.UsageError("No API key configured. Use `wandb login` to log in.")
+
+    monkeypatch.setattr(wandb, "init", no_login)
+    monkeypatch.chdir(tmp_path)
+    exited_with = cli(script, *tiny(script), "--track")
+    assert exited_with.startswith("error: --track: wandb did not start (UsageError: No API key") and "\n" not in exited_with
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_checkpoint_that_cannot_be_written_is_one_line(script, tmp_path, monkeypatch):
+    """Disk full at the end of a run: one line, and no half-written .tmp file left behind."""
+    def disk_full(obj, path):
+        with open(path, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("unexpected pos 3648 vs 3536")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    monkeypatch.chdir(tmp_path)
+    exited_with = cli(script, *tiny(script), "--save-model", "--eval-episodes", "0")
+    assert exited_with.startswith("error: cannot write the checkpoint") and "unexpected pos" in exited_with
+    assert not glob.glob(str(tmp_path / "runs" / "*" / "*.pt*"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

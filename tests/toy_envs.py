@@ -42,6 +42,26 @@ class NoRenderModeEnv(CountEnv):
         super().__init__()
 
 
+class BadFramesEnv(CountEnv):
+    """Takes render_mode="rgb_array" but ignores it and draws a 1-D array: --capture-video must refuse it at the
+    start (RecordVideo would fail only after training)."""
+
+    metadata = {"render_modes": ["rgb_array"]}
+
+    def render(self):
+        return np.zeros(3, np.uint8)
+
+
+class InfObservationEnv(CountEnv):
+    """Box actions (so observations are normalised by default) and an infinite observation from the 2nd step."""
+
+    action_space = Box(-1.0, 1.0, (1,), np.float32)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return np.array([np.inf if self.steps >= 2 else 1.0], np.float32), reward, terminated, truncated, info
+
+
 gym.register("toy/Count-v0", entry_point=CountEnv, max_episode_steps=5)
 gym.register("toy/CountTerminating-v0", entry_point=CountEnv, max_episode_steps=5, kwargs={"terminate_at": 3})
 # The env's own end coincides with the time limit: terminated and truncated are both True on step 5.
@@ -53,3 +73,8 @@ gym.register("toy/MultiDiscreteActions-v0", entry_point=CountEnv, max_episode_st
 gym.register("toy/OffsetDiscrete-v0", entry_point=CountEnv, max_episode_steps=5,
              kwargs={"action_space": Discrete(3, start=-1)})
 gym.register("toy/NoRenderMode-v0", entry_point=NoRenderModeEnv, max_episode_steps=5)
+gym.register("toy/BadFrames-v0", entry_point=BadFramesEnv, max_episode_steps=5)
+gym.register("toy/InfObservation-v0", entry_point=InfObservationEnv, max_episode_steps=5)
+gym.register("toy/EmptyBoxActions-v0", entry_point=CountEnv, max_episode_steps=5,
+             kwargs={"action_space": Box(-1.0, 1.0, (0,), np.float32)})
+gym.register("toy/Endless-v0", entry_point=CountEnv)  # no time limit: an episode never ends
