@@ -51,8 +51,8 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment: letters, digits, '.', '_', '-' (the checkpoint is runs/{run_name}/{exp_name}.pt)"""
     seed: Optional[int] = None
-    """seed of python, numpy, torch and the environments, in [0, 2**32) (default: 1 for training, the saved
-    seed for --eval-checkpoint, which then replays the end-of-training evaluation)"""
+    """seed of python, numpy, torch and the environments, in [0, 2**32); None: 1 for training, the saved seed for
+    --eval-checkpoint (which then replays the end-of-training evaluation)"""
     torch_deterministic: bool = True
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = False
