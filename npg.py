@@ -44,6 +44,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal, 
 from gae import compute_gae
 
 Distribution.set_default_validate_args(False)
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # frames for videos need no display (and SDL would print an "error:")
 
 
 @dataclass

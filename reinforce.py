@@ -48,6 +48,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal, 
 from gae import reward_to_go as discounted_reward_to_go
 
 Distribution.set_default_validate_args(False)
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # frames for videos need no display (and SDL would print an "error:")
 
 
 @dataclass

@@ -337,6 +337,8 @@ def test_two_runs_never_share_a_directory(tmp_path, monkeypatch):
 # One-line mistakes in ppo_clip.py that this suite must catch (checked by `python tests/mutants.py --only ppo_clip`):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
+    ("ppo_clip: SDL's display driver left to SDL (a stray 'error:' line when filming headless)", "ppo_clip.py",
+     'os.environ.setdefault("SDL_VIDEODRIVER", "dummy")', "pass"),
     ("ppo_clip: evaluation of an env without time limit not capped", "ppo_clip.py",
      "if env.spec.max_episode_steps is None:", "if False:"),
     ("ppo_clip: --capture-video accepts an env that draws no RGB frames", "ppo_clip.py",

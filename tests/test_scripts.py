@@ -47,7 +47,7 @@ def check_run(run_dir: str, script: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_cartpole_train_save_evaluate_and_film(script, run_script, tmp_path):
+def test_cartpole_train_save_evaluate_and_film(script, run_script, tmp_path, monkeypatch):
     proc = run_script(script, *tiny(script), "--save-model", "--exp-name", "smoke", "--seed", "7")
     assert re.search(r"step \d+/128 \| SPS \d+ \| return [\d.]+ \| ETA \d+s", proc.stdout)
     run_dir = only_run_dir(tmp_path)
@@ -64,8 +64,10 @@ def test_cartpole_train_save_evaluate_and_film(script, run_script, tmp_path):
     assert not glob.glob(os.path.join(run_dir, "*.tmp"))
 
     # the saved seed (7) is the default: the same model replays the same episodes
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)  # set in this process by importing the scripts
     again = run_script(script, "--eval-checkpoint", os.path.join(run_dir, "smoke.pt"), "--eval-episodes", "2",
-                       "--capture-video")
+                       "--capture-video", env={"XDG_RUNTIME_DIR": ""})  # unset: SDL would print "error: XDG_..."
+    assert not [line for line in again.stderr.splitlines() if line.startswith("error:")], again.stderr
     assert printed_eval(again.stdout) == pytest.approx(metrics[-1]["eval/episodic_return"])
     assert len(glob.glob(os.path.join(run_dir, "videos", "*.mp4"))) == 2
 
