@@ -376,7 +376,7 @@ def load_agent(path: str, device) -> tuple[Agent, Args]:
     """Rebuild the agent of a checkpoint; anything wrong with the file is a one-line error, not a traceback."""
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
-        if checkpoint.get("script", os.path.basename(__file__)) != os.path.basename(__file__):
+        if checkpoint.get("script") not in (None, os.path.basename(__file__)):  # None: a file from before the key
             raise ValueError(f"saved by {checkpoint['script']}")  # the same network, but another algorithm's args
         args = Args(**checkpoint["args"])
         envs = make_env(args.env_id, 1)
