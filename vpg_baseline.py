@@ -134,16 +134,24 @@ def check_args(args: Args) -> None:
         sys.exit(f"error: {problems[0]}")
 
 
+def flat_observations(env: gym.Env) -> gym.Env:
+    """The observation as one flat vector for the MLP (gymnasium.spaces.flatten): a Discrete state becomes its
+    one-hot, a Tuple, Dict, MultiDiscrete or n-D Box is concatenated; a 1-D Box is passed through untouched."""
+    space = env.observation_space
+    return env if isinstance(space, gym.spaces.Box) and len(space.shape) == 1 else gym.wrappers.FlattenObservation(env)
+
+
 def make_env(env_id: str, num_envs: int) -> list[gym.Env]:
     """num_envs separate envs, not a vector env: a batch steps only the envs whose episode is still in flight,
     which a vector env (it steps all of them) cannot do. Each is reset by hand when its episode ends."""
     try:
-        envs = [gym.make(env_id) for _ in range(num_envs)]
+        envs = [flat_observations(gym.make(env_id)) for _ in range(num_envs)]
     except Exception as e:  # unknown id, missing dependency, unimportable module: all the user's to fix
         sys.exit(f"error: cannot make environment {env_id!r}: {type(e).__name__}: {e}".replace("\n", " "))
     obs_space, act_space = envs[0].observation_space, envs[0].action_space
     if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1 and obs_space.shape[0] > 0):
-        sys.exit(f"error: {env_id} has observation space {obs_space}; supported: a 1-D Box")
+        sys.exit(f"error: {env_id} has observation space {obs_space}; supported: a Box, Discrete, MultiDiscrete, "
+                 "MultiBinary, or a Tuple or Dict of them (flattened to one vector)")
     if not (isinstance(act_space, gym.spaces.Discrete)
             or (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1 and act_space.shape[0] > 0)):
         sys.exit(f"error: {env_id} has action space {act_space}; supported: Discrete (categorical policy) "
@@ -349,7 +357,8 @@ EVAL_MAX_STEPS = 10_000  # the longest evaluation episode of an env without a ti
 
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, device, video_dir: Optional[str] = None):
     """Deterministic episodes (argmax or Gaussian mean) with frozen normalisation; returns their returns."""
-    env = gym.make(env_id, **({"render_mode": "rgb_array"} if video_dir else {}))  # not every env takes render_mode
+    # render_mode only when filming (not every env takes one); the policy sees the flat observations of training
+    env = flat_observations(gym.make(env_id, **({"render_mode": "rgb_array"} if video_dir else {})))
     if env.spec.max_episode_steps is None:  # no time limit: an episode need not end
         print(f"note: {env_id} has no time limit: evaluation episodes stop after {EVAL_MAX_STEPS} steps")
         env = gym.wrappers.TimeLimit(env, EVAL_MAX_STEPS)

@@ -174,6 +174,10 @@ def test_entropy_bonus_raises_the_entropy(tmp_path, monkeypatch):
 MUTANTS = [
     ("reinforce: batch of one sample accepted with --norm-adv", "reinforce.py",
      "if not problems and args.norm_adv and batch_size < 2:", "if False:"),
+    ("reinforce: Discrete/Tuple observations not flattened in training (refused)", "reinforce.py",
+     "[flat_observations(gym.make(env_id)) for", "[(gym.make(env_id)) for"),
+    ("reinforce: evaluation observations not flattened (the policy gets a tuple of indices)", "reinforce.py",
+     "env = flat_observations(gym.make(", "env = (gym.make("),
     ("reinforce: reward-to-go switch inverted", "reinforce.py", "    if reward_to_go:\n", "    if not reward_to_go:\n"),
     ("reinforce: reward-to-go not restarted at episode ends", "reinforce.py",
      "returns = discounted_reward_to_go(rewards, dones, gamma)",

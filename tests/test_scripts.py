@@ -92,6 +92,19 @@ def test_mujoco_hopper(script, run_script, tmp_path):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+def test_discrete_observations_are_one_hot(script, run_script, tmp_path):
+    """Blackjack-v1 observes Tuple(Discrete(32), Discrete(11), Discrete(2)): the policy gets the 45 concatenated
+    one-hots, in training and in both evaluations (at the end of training and of the saved checkpoint)."""
+    run_script(script, *tiny(script), "--env-id", "Blackjack-v1", "--eval-episodes", "2", "--save-model", "--exp-name", "bj")
+    run_dir = only_run_dir(tmp_path)
+    check_run(run_dir, script)
+    checkpoint = os.path.join(run_dir, "bj.pt")
+    assert torch.load(checkpoint, weights_only=True)["model"]["actor.0.weight"].shape[1] == 32 + 11 + 2
+    again = run_script(script, "--eval-checkpoint", checkpoint, "--eval-episodes", "2")
+    assert "eval/episodic_return" in again.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_track_offline_with_wandb(script, run_script, tmp_path):
     run_script(script, *tiny(script), "--track", "--eval-episodes", "1", env={"WANDB_MODE": "offline"})
     run_dir = only_run_dir(tmp_path)
@@ -103,7 +116,7 @@ def test_track_offline_with_wandb(script, run_script, tmp_path):
 BAD_INPUT = {  # in every script
     "unknown env": (["--env-id", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
     "unsupported action space": (["--env-id", "tests.toy_envs:toy/MultiDiscreteActions-v0"], "action space MultiDiscrete"),
-    "unsupported observation space": (["--env-id", "Blackjack-v1"], "observation space Tuple"),
+    "unsupported observation space": (["--env-id", "tests.toy_envs:toy/SequenceObservations-v0"], "observation space Sequence"),
     "unimportable env module": (["--env-id", "no_such_module:Thing-v0"], "cannot make environment"),
     "zero steps": (["--total-timesteps", "0"], "--total-timesteps must be positive"),
     "negative envs": (["--num-envs", "-1"], "--num-envs must be positive"),

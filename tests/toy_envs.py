@@ -3,7 +3,7 @@ use them as `--env-id tests.toy_envs:toy/Count-v0` (with the repo root on PYTHON
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.spaces import Box, Discrete, MultiDiscrete
+from gymnasium.spaces import Box, Discrete, MultiDiscrete, Sequence
 
 
 class CountEnv(gym.Env):
@@ -62,6 +62,12 @@ class InfObservationEnv(CountEnv):
         return np.array([np.inf if self.steps >= 2 else 1.0], np.float32), reward, terminated, truncated, info
 
 
+class SequenceObservationEnv(CountEnv):
+    """Observes a variable-length Sequence, which has no flat fixed-size vector: refused at the start."""
+
+    observation_space = Sequence(Discrete(2))
+
+
 gym.register("toy/Count-v0", entry_point=CountEnv, max_episode_steps=5)
 gym.register("toy/CountTerminating-v0", entry_point=CountEnv, max_episode_steps=5, kwargs={"terminate_at": 3})
 # The env's own end coincides with the time limit: terminated and truncated are both True on step 5.
@@ -78,3 +84,4 @@ gym.register("toy/InfObservation-v0", entry_point=InfObservationEnv, max_episode
 gym.register("toy/EmptyBoxActions-v0", entry_point=CountEnv, max_episode_steps=5,
              kwargs={"action_space": Box(-1.0, 1.0, (0,), np.float32)})
 gym.register("toy/Endless-v0", entry_point=CountEnv)  # no time limit: an episode never ends
+gym.register("toy/SequenceObservations-v0", entry_point=SequenceObservationEnv, max_episode_steps=5)
