@@ -168,9 +168,10 @@ def make_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
         sys.exit(f"error: {env_id} has observation space {obs_space}; supported: a Box, Discrete, MultiDiscrete, "
                  "MultiBinary, or a Tuple or Dict of them (flattened to one vector)")
     if not (isinstance(act_space, gym.spaces.Discrete)
-            or (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1 and act_space.shape[0] > 0)):
+            or (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1 and act_space.shape[0] > 0
+                and np.issubdtype(act_space.dtype, np.floating))):  # a Gaussian draws no integers
         sys.exit(f"error: {env_id} has action space {act_space}; supported: Discrete (categorical policy) "
-                 "or a 1-D Box (Gaussian policy)")
+                 "or a 1-D float Box (Gaussian policy)")
     return envs
 
 
@@ -307,7 +308,12 @@ def scale_rewards(rewards, dones, gamma: float, running_return: torch.Tensor, re
 
 
 def check_can_render(env_id: str) -> None:
-    """--capture-video: fail before training, not after it, if the env cannot draw RGB frames (H x W x 3)."""
+    """--capture-video: fail before training, not after it, if the env cannot draw RGB frames (H x W x 3) or
+    the video writer (moviepy, which gymnasium's RecordVideo imports) is missing."""
+    try:
+        import moviepy  # noqa: F401
+    except ImportError:
+        sys.exit("error: --capture-video needs moviepy: pip install moviepy (it is in requirements.txt)")
     try:
         env = gym.make(env_id, render_mode="rgb_array")
         env.reset(seed=0)

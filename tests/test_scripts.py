@@ -134,6 +134,7 @@ BAD_INPUT = {  # in every script
     "nan loss": (["--env-id", "tests.toy_envs:toy/NaNReward-v0"], "the loss became nan"),
     "infinite observation": (["--env-id", "tests.toy_envs:toy/InfObservation-v0"], "returned a non-finite observation"),
     "empty box actions": (["--env-id", "tests.toy_envs:toy/EmptyBoxActions-v0"], "action space Box"),
+    "integer box actions": (["--env-id", "tests.toy_envs:toy/IntBoxActions-v0"], "action space Box(0, 4, (1,), int64)"),
     "no rgb frames": (["--env-id", "tests.toy_envs:toy/BadFrames-v0", "--capture-video"], "draws no RGB frames"),
 }
 FAILS_IN_TRAINING = ("became", "non-finite observation")  # the cases that keep their run directory
@@ -160,6 +161,17 @@ def test_bad_input_is_one_line(script, case, tmp_path, monkeypatch):
     assert message in exited_with
     if not any(reason in message for reason in FAILS_IN_TRAINING):
         assert not glob.glob(str(tmp_path / "runs" / "*")), "bad input must be rejected before anything is written"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_capture_video_without_moviepy_is_refused_at_the_start(script, tmp_path, monkeypatch):
+    """gymnasium's RecordVideo imports moviepy only when the final evaluation films, after the whole training run:
+    a missing moviepy must be a one-line error before anything is written."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "moviepy", None)  # `import moviepy` now raises ImportError
+    exited_with = cli(script, *tiny(script), "--capture-video")
+    assert isinstance(exited_with, str) and exited_with.startswith("error: --capture-video needs moviepy")
+    assert not glob.glob(str(tmp_path / "runs" / "*"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

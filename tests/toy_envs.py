@@ -83,5 +83,8 @@ gym.register("toy/BadFrames-v0", entry_point=BadFramesEnv, max_episode_steps=5)
 gym.register("toy/InfObservation-v0", entry_point=InfObservationEnv, max_episode_steps=5)
 gym.register("toy/EmptyBoxActions-v0", entry_point=CountEnv, max_episode_steps=5,
              kwargs={"action_space": Box(-1.0, 1.0, (0,), np.float32)})
+# Integer Box actions: a Gaussian's samples are no such actions (the env checks them): refused at the start.
+gym.register("toy/IntBoxActions-v0", entry_point=CountEnv, max_episode_steps=5,
+             kwargs={"action_space": Box(0, 4, (1,), np.int64)})
 gym.register("toy/Endless-v0", entry_point=CountEnv)  # no time limit: an episode never ends
 gym.register("toy/SequenceObservations-v0", entry_point=SequenceObservationEnv, max_episode_steps=5)
