@@ -99,7 +99,7 @@ class Args:
     norm_adv: bool = True
     """normalise advantages per batch"""
     max_kl: float = 0.01
-    """the trust-region size delta: the step's quadratic model of the mean KL(pi_old || pi_new)"""
+    """the trust-region size delta: the step's quadratic model of the mean KL(pi_old || pi_new), joint over action dims"""
     cg_iters: int = 10
     """the number of conjugate-gradient iterations (Fisher-vector products) solving F x = g"""
     cg_damping: float = 0.1
