@@ -26,7 +26,6 @@ import sys
 import time
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch.nn.utils import parameters_to_vector
 
@@ -83,9 +82,15 @@ def sb3_name(ours: str) -> str:
     return NAMES[ours] if ours in NAMES else f"{NAMES[module]}.{kind}"
 
 
+def load_sb3(agent, state: dict):
+    """trpo.py's Agent with the weights of an sb3 policy's state dict."""
+    agent.load_state_dict({name: state[sb3_name(name)] for name in agent.state_dict()})
+    return agent
+
+
 def our_step(agent, state: dict, data, max_kl: float, damping: float, cg_iters: int):
     """trpo.py's update on sb3's batch from sb3's weights: the parameter step (flat), its exact mean KL, backtracks."""
-    agent.load_state_dict({name: state[sb3_name(name)] for name in agent.state_dict()})
+    load_sb3(agent, state)
     params = [p for name, p in agent.named_parameters() if not name.startswith("critic.")]
     theta = parameters_to_vector(params).clone()
     obs, actions, advantages, old_logprobs = data
@@ -118,17 +123,16 @@ def main():
         agent = trpo.Agent(data[0].shape[1], space, norm_obs=False)
         names = [name for name, _ in agent.named_parameters() if not name.startswith("critic.")]
         theirs = torch.cat([(after[sb3_name(n)] - before[sb3_name(n)]).reshape(-1) for n in names])
-        agent.load_state_dict({name: after[sb3_name(name)] for name in agent.state_dict()})
         with torch.no_grad():  # sb3-contrib's step measured our way: the exact mean KL of the joint distribution
-            agent_old = trpo.Agent(data[0].shape[1], space, norm_obs=False)
-            agent_old.load_state_dict({name: before[sb3_name(name)] for name in agent_old.state_dict()})
-            joint_kl = torch.distributions.kl_divergence(agent_old.dist(agent_old.policy_params(data[0])),
-                                                         agent.dist(agent.policy_params(data[0]))).mean().item()
+            old_params = load_sb3(agent, before).policy_params(data[0])
+            joint_kl = torch.distributions.kl_divergence(agent.dist(old_params),
+                                                         agent.dist(load_sb3(agent, after).policy_params(data[0])))
+            joint_kl = joint_kl.mean().item()
         cg_iters = 25 if isinstance(space, gym.spaces.Box) else 10  # the zoo's MuJoCo / CartPole presets
-        for label, max_kl, damping in (("trpo.py's settings", MAX_KL, DAMPING),
-                                       (f"x d = {d}", MAX_KL * d, DAMPING * d)):
-            if label.startswith("x d") and d == 1:  # categorical, or one action dimension: nothing to rescale
-                continue
+        settings = [("trpo.py's settings", MAX_KL, DAMPING)]
+        if d > 1:  # a categorical, or one action dimension: nothing to rescale
+            settings.append((f"x d = {d}", MAX_KL * d, DAMPING * d))
+        for label, max_kl, damping in settings:
             ours, kl, backtracks = our_step(agent, before, data, max_kl, damping, cg_iters)
             cosine = torch.nn.functional.cosine_similarity(ours, theirs, 0).item()
             rows.append(f"| {env_id} | {label}: max KL {max_kl:g}, damping {damping:g} | {cosine:.6f} | "
