@@ -516,6 +516,22 @@ def train(args: Args) -> None:
     if args.capture_video and args.eval_episodes:
         check_can_render(args.env_id)
 
+    # Rollout storage, time-major (T, N, ...), in numpy: moved to the device once per rollout. Allocated before
+    # the run directory exists, so a rollout too big for memory is a one-line error that leaves nothing behind.
+    # next_obs holds the true s_{t+1}: the final observation where an episode ended.
+    obs_dim = envs.single_observation_space.shape[0]
+    try:
+        obs_buf = np.zeros((args.num_steps, args.num_envs, obs_dim), dtype=np.float32)
+        next_obs_buf = np.zeros_like(obs_buf)
+        action_buf = np.zeros((args.num_steps, args.num_envs) + envs.single_action_space.shape,
+                              dtype=np.float32 if continuous else np.int64)
+        reward_buf = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+        terminated_buf, done_buf = (np.zeros((args.num_steps, args.num_envs), dtype=bool) for _ in range(2))
+    except MemoryError:
+        sys.exit(f"error: a rollout of {args.num_envs} envs x {args.num_steps} steps does not fit in memory; lower "
+                 "--num-steps or --num-envs")
+    episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)
+
     env_name = args.env_id.split(":")[-1].replace("/", "-")  # "module:ns/Name-v0" -> "ns-Name-v0"
     run_dir = create_run_dir(f"{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}")
     run_name = os.path.basename(run_dir)
@@ -538,22 +554,11 @@ def train(args: Args) -> None:
         if args.track:
             wandb.log(row)
 
-    obs_dim = envs.single_observation_space.shape[0]
     agent = Agent(obs_dim, envs.single_action_space, args.norm_obs).to(device)
     actor_params = [p for name, p in agent.named_parameters() if not name.startswith("critic.")]  # with the log-std
     optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     return_norm = RunningNorm(()).to(device)
     running_return = torch.zeros(args.num_envs, device=device)
-
-    # Rollout storage, time-major (T, N, ...), in numpy: moved to the device once per rollout.
-    # next_obs holds the true s_{t+1}: the final observation where an episode ended.
-    obs_buf = np.zeros((args.num_steps, args.num_envs, obs_dim), dtype=np.float32)
-    next_obs_buf = np.zeros_like(obs_buf)
-    action_buf = np.zeros((args.num_steps, args.num_envs) + envs.single_action_space.shape,
-                          dtype=np.float32 if continuous else np.int64)
-    reward_buf = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
-    terminated_buf, done_buf = (np.zeros((args.num_steps, args.num_envs), dtype=bool) for _ in range(2))
-    episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=np.int64)
 
     global_step, start_time = 0, time.perf_counter()
     recent_returns = deque(maxlen=100)
