@@ -384,10 +384,11 @@ def save_checkpoint(path: str, agent: Agent, return_norm: RunningNorm, args: Arg
         torch.save({"script": os.path.basename(__file__), "model": agent.state_dict(),
                     "return_norm": return_norm.state_dict(), "args": asdict(args)}, tmp)
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # disk full, directory gone: say so in one line, leave no .tmp behind
+    except (OSError, RuntimeError) as e:  # disk full, directory gone: say so in one line
+        sys.exit(f"error: cannot write the checkpoint {path} ({type(e).__name__}: {e})".replace("\n", " "))
+    finally:  # whatever stopped the write (that error, a second Ctrl-C), no half-written .tmp is left behind
         if os.path.exists(tmp):
             os.remove(tmp)
-        sys.exit(f"error: cannot write the checkpoint {path} ({type(e).__name__}: {e})".replace("\n", " "))
 
 
 def load_agent(path: str, device) -> tuple[Agent, Args]:

@@ -329,6 +329,22 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line(script, tmp_path, monke
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+def test_a_second_ctrl_c_during_the_checkpoint_write_leaves_no_tmp(script, tmp_path, monkeypatch):
+    """The first Ctrl-C stops training and saves; a second one during the write raises KeyboardInterrupt there:
+    the half-written .tmp must not stay behind."""
+    def interrupted(obj, path):
+        with open(path, "wb") as f:
+            f.write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        cli(script, *tiny(script), "--save-model", "--eval-episodes", "0")
+    assert glob.glob(str(tmp_path / "runs" / "*")) and not glob.glob(str(tmp_path / "runs" / "*" / "*.pt*"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_discrete_actions_that_do_not_start_at_zero(script, tmp_path, monkeypatch):
     """Discrete(3, start=-1): training and the final evaluation give the env the actions -1, 0 and 1 (the toy env
     raises on an action outside its space). Catches: the categorical's index i sent as the action (2 is not one)."""
