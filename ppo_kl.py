@@ -464,6 +464,10 @@ def evaluate_checkpoint(args: Args) -> None:
     if args.capture_video:
         check_can_render(saved.env_id)
     video_dir = os.path.join(os.path.dirname(args.eval_checkpoint), "videos") if args.capture_video else None
+    ignored = [f"--{name.replace('_', '-')}" for name, value in asdict(args).items() if value != getattr(Args, name)
+               and name not in ("eval_checkpoint", "eval_episodes", "capture_video", "seed", "cuda", "torch_threads")]
+    if ignored:  # the env, sizes and normalisation are the checkpoint's: say that training flags change nothing
+        print(f"note: {', '.join(ignored)} ignored: the model is evaluated as it was trained ({saved.env_id})")
     seed = saved.seed if args.seed is None else args.seed
     evaluate(agent, saved.env_id, max(args.eval_episodes, 1), seed + 10_000, device, video_dir)
 

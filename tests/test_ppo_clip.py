@@ -347,6 +347,8 @@ MUTANTS = [
      'if mode != "rgb_array" or not', "if False and not"),
     ("ppo_clip: only a missing wandb caught at --track", "ppo_clip.py",
      "except Exception as e:  # not logged in, no network, not installed", "except ImportError as e:"),
+    ("ppo_clip: training flags given with --eval-checkpoint ignored silently", "ppo_clip.py",
+     "    if ignored:  # the env", "    if False:  # the env"),
     ("ppo_clip: an interrupted checkpoint write leaves its .tmp behind", "ppo_clip.py",
      "    finally:  # whatever stopped the write", "    except Exception:  # whatever stopped the write"),
     ("ppo_clip: a failed checkpoint write raises (RuntimeError not caught)", "ppo_clip.py",

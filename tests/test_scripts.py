@@ -80,9 +80,12 @@ def test_pendulum_normalisation_is_saved_and_frozen(script, run_script, tmp_path
     checkpoint = torch.load(os.path.join(run_dir, "smoke.pt"), weights_only=True)
     assert checkpoint["args"]["norm_obs"] is True and checkpoint["args"]["norm_reward"] is True
     assert checkpoint["model"]["obs_norm.count"] > 400 and checkpoint["model"]["obs_norm.mean"].abs().sum() > 0
-    # evaluation of the file uses the saved statistics, frozen: it reproduces the end-of-training evaluation
-    again = run_script(script, "--eval-checkpoint", os.path.join(run_dir, "smoke.pt"), "--eval-episodes", "2")
+    # evaluation of the file uses the saved statistics, frozen: it reproduces the end-of-training evaluation, and
+    # training flags given with it change nothing (and it says so)
+    again = run_script(script, "--eval-checkpoint", os.path.join(run_dir, "smoke.pt"), "--eval-episodes", "2",
+                       "--env-id", "CartPole-v1", "--no-norm-obs", "--gamma", "0.5")
     assert printed_eval(again.stdout) == pytest.approx(metrics[-1]["eval/episodic_return"], abs=0.01)
+    assert "note: --gamma, --norm-obs ignored: the model is evaluated as it was trained (Pendulum-v1)" in again.stdout
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
