@@ -18,7 +18,7 @@ SMOKE = {  # for test_scripts.py: a CartPole run of 128 steps, the keys of every
     "bad_input": {
         "budget under one batch": (["--total-timesteps", "10"], "less than one batch"),
         "zero rollout": (["--num-steps", "0"], "--num-steps must be positive"),
-        "rollout too big for memory": (["--num-steps", str(10**13), "--total-timesteps", str(10**14)],
+        "rollout too big for memory": (["--num-steps", str(10**16), "--total-timesteps", str(10**17)],
                                        "does not fit in memory"),
         "negative lambda": (["--gae-lambda", "-0.1"], "--gae-lambda must be in [0, 1]"),
         "negative value coefficient": (["--vf-coef", "-1"], "--vf-coef must be >= 0"),

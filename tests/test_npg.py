@@ -20,7 +20,7 @@ SMOKE = {  # for test_scripts.py: a CartPole run of 128 steps, the keys of every
     "bad_input": {
         "budget under one batch": (["--total-timesteps", "50"], "less than one batch"),
         "zero rollout": (["--num-steps", "0"], "--num-steps must be positive"),
-        "rollout too big for memory": (["--num-steps", str(10**13), "--total-timesteps", str(10**14)],
+        "rollout too big for memory": (["--num-steps", str(10**16), "--total-timesteps", str(10**17)],
                                        "does not fit in memory"),
         "minibatches do not divide": (["--num-minibatches", "3"], "does not divide"),
         "batch of one": (["--num-envs", "1", "--num-steps", "1", "--num-minibatches", "1", "--total-timesteps", "1"],

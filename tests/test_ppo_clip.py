@@ -29,7 +29,7 @@ SMOKE = {  # for test_scripts.py: a CartPole run of 128 steps, the keys of every
                              "minibatches of 1 sample"),
         "zero epochs": (["--update-epochs", "0"], "--update-epochs must be positive"),
         "negative lambda": (["--gae-lambda", "-0.1"], "--gae-lambda must be in [0, 1]"),
-        "rollout too big for memory": (["--num-steps", str(10**13), "--total-timesteps", str(10**14)],
+        "rollout too big for memory": (["--num-steps", str(10**16), "--total-timesteps", str(10**17)],
                                        "does not fit in memory"),
         "nan target kl": (["--target-kl", "nan"], "--target-kl must be positive"),
         "negative target kl": (["--target-kl", "-0.01"], "--target-kl must be positive"),

@@ -25,7 +25,7 @@ SMOKE = {  # for test_scripts.py: a CartPole run of 128 steps, the keys of every
         "budget under one batch": (["--total-timesteps", "50"], "less than one batch"),
         "minibatches do not divide": (["--num-minibatches", "3"], "does not divide"),
         "zero epochs": (["--update-epochs", "0"], "--update-epochs must be positive"),
-        "rollout too big for memory": (["--num-steps", str(10**13), "--total-timesteps", str(10**14)],
+        "rollout too big for memory": (["--num-steps", str(10**16), "--total-timesteps", str(10**17)],
                                        "does not fit in memory"),
         "zero kl target": (["--kl-target", "0"], "--kl-target must be positive"),
         "nan kl target": (["--kl-target", "nan"], "--kl-target must be positive"),
