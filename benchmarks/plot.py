@@ -115,8 +115,8 @@ def markdown(results: dict, pngs: dict) -> str:
     lines += ["", "Over finished seeds, mean +- std (population). Returns: the last 100 training episodes, and the "
               "final deterministic evaluation. Steps to threshold: per seed, the first step at which the mean of "
               f"the last {results['threshold_window']} training episodes reaches it; the median over the seeds "
-              f"that did, and how many did. Wall time and SPS: per seed, with {jobs} runs at once sharing the "
-              "machine (use speed.py for speed).", "",
+              f"that did, and how many did. Wall time and SPS: per seed, each launch running {jobs} cell(s) at once; "
+              "launches may have overlapped, so other runs may have shared the machine (use speed.py for speed).", "",
               "| script | env | steps | seeds | last 100 training episodes | final eval | steps to threshold | "
               "wall time | SPS |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     lines += [table_row(results, script, env, *cells) for (script, env), cells in sorted(groups(results).items())]
