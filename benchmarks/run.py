@@ -70,10 +70,11 @@ PRESETS = {
                            for env in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")}},
     # npg.py and trpo.py: their defaults (the rl-baselines3-zoo TRPO CartPole shape, 2 envs x 512 steps) on classic
     # control; the zoo's TRPO MuJoCo preset (2 envs x 1024 steps, 20 critic epochs of minibatches of 128, 25 CG steps)
-    # on Pendulum and MuJoCo.
+    # on Pendulum and MuJoCo; trpo_sb3norm.py (written by benchmarks/sb3norm_ablation.py) takes trpo.py's presets.
     **{script: {"CartPole-v1": "", "Acrobot-v1": "", **{
         env: "--num-envs 2 --num-steps 1024 --num-minibatches 16 --update-epochs 20 --cg-iters 25"
-        for env in ("Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")}} for script in ("npg.py", "trpo.py")},
+        for env in ("Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")}}
+       for script in ("npg.py", "trpo.py", "trpo_sb3norm.py")},
 }
 # Peers trained on the same grid, same budgets and seeds: a cell named after the peer runs benchmarks/peers.py
 # --exp-name in the peers' venv (the PEERS_PYTHON environment variable, default /tmp/peers-venv/bin/python; see

@@ -132,3 +132,29 @@ def test_a_peer_cell_runs_peers_py_in_the_peers_python(tmp_path, monkeypatch):
         assert "no settings for the peer sb3-contrib-TRPO on CartPole-v1" in str(e)
     else:
         raise AssertionError("a peer without settings for the env was accepted")
+
+
+def test_the_sb3norm_ablation_applies_to_trpo_and_runs(tmp_path):
+    """benchmarks/sb3norm_ablation.py patches trpo.py's current text (a stale anchor is a one-line error, not a
+    silently different variant), and the variant trains and evaluates on a continuous env, where it normalises."""
+    import sb3norm_ablation
+
+    with open(os.path.join(ROOT, "trpo.py")) as f:
+        source = f.read()
+    variant = sb3norm_ablation.make_variant(source)
+    assert "step_obs_norm.update(t)" in variant and "agent.obs_norm = step_obs_norm" in variant
+    try:
+        sb3norm_ablation.make_variant(source.replace(sb3norm_ablation.PATCH[0][0], ""))
+    except SystemExit as e:
+        assert "trpo.py has changed" in str(e)
+    else:
+        raise AssertionError("a patch whose anchor is gone was applied")
+    script = tmp_path / "trpo_sb3norm.py"
+    script.write_text(variant)
+    proc = subprocess.run([sys.executable, str(script), "--env-id", "Pendulum-v1", "--num-steps", "64",
+                           "--total-timesteps", "256", "--eval-episodes", "1"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (metrics,) = tmp_path.glob("runs/*/metrics.jsonl")
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert sum("losses/kl" in row for row in rows) == 2 and "eval/episodic_return" in rows[-1]
