@@ -262,13 +262,14 @@ class Agent(nn.Module):
         log_prob = -0.5 * ((actions - mean) / logstd.exp()) ** 2 - logstd - 0.5 * math.log(2 * math.pi)
         return log_prob.sum(-1), (logstd + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
 
-    def sample(self, params: torch.Tensor) -> torch.Tensor:
-        """a ~ dist(params) without building a Distribution (the rollout's hot path): Gumbel-max,
-        argmax(logits + Gumbel noise), for a categorical; mean + std * N(0, 1) for a Gaussian."""
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """a ~ pi(.|s) for the rollout, its hot path: the actor's output is used as it is (no packed parameters,
+        no Distribution). Gumbel-max, argmax(logits + Gumbel noise), for a categorical; mean + std * N(0, 1) for a
+        Gaussian."""
+        out = self.actor(self.obs_norm(obs))
         if not self.continuous:
-            return (params - torch.empty_like(params).exponential_().log()).argmax(-1)
-        mean, logstd = params.chunk(2, dim=-1)
-        return mean + logstd.exp() * torch.randn_like(mean)
+            return (out - torch.empty_like(out).exponential_().log()).argmax(-1)
+        return out + self.actor_logstd.exp() * torch.randn_like(out)
 
 
 def analytic_kl(old_params: torch.Tensor, new_params: torch.Tensor, continuous: bool) -> torch.Tensor:
@@ -553,7 +554,7 @@ def train(args: Args) -> None:
             for step in range(args.num_steps):
                 global_step += args.num_envs
                 obs_buf[step] = observation
-                action_buf[step] = agent.sample(agent.policy_params(torch.from_numpy(obs_buf[step]).to(device))).cpu().numpy()
+                action_buf[step] = agent.act(torch.from_numpy(obs_buf[step]).to(device)).cpu().numpy()
                 observation, reward_buf[step], terminated_buf[step], truncated, infos = envs.step(
                     env_action(action_buf[step], envs.single_action_space))
                 # An episode can end both ways on one step (its own end at the time limit): done is a logical or.

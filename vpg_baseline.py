@@ -247,13 +247,14 @@ class Agent(nn.Module):
         log_prob = -0.5 * ((actions - mean) / logstd.exp()) ** 2 - logstd - 0.5 * math.log(2 * math.pi)
         return log_prob.sum(-1), (logstd + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
 
-    def sample(self, params: torch.Tensor) -> torch.Tensor:
-        """a ~ dist(params) without building a Distribution (the rollout's hot path): Gumbel-max,
-        argmax(logits + Gumbel noise), for a categorical; mean + std * N(0, 1) for a Gaussian."""
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """a ~ pi(.|s) for the rollout, its hot path: the actor's output is used as it is (no packed parameters,
+        no Distribution). Gumbel-max, argmax(logits + Gumbel noise), for a categorical; mean + std * N(0, 1) for a
+        Gaussian."""
+        out = self.actor(self.obs_norm(obs))
         if not self.continuous:
-            return (params - torch.empty_like(params).exponential_().log()).argmax(-1)
-        mean, logstd = params.chunk(2, dim=-1)
-        return mean + logstd.exp() * torch.randn_like(mean)
+            return (out - torch.empty_like(out).exponential_().log()).argmax(-1)
+        return out + self.actor_logstd.exp() * torch.randn_like(out)
 
 
 def advantages_and_returns(rewards, values, next_values, terminated, dones, gamma: float, gae_lambda: float):
@@ -508,7 +509,7 @@ def train(args: Args) -> None:
                 stepping = np.flatnonzero(in_flight)
                 global_step += len(stepping)
                 obs_row = observation.copy()
-                action_row = agent.sample(agent.policy_params(torch.from_numpy(obs_row).to(device))).cpu().numpy()
+                action_row = agent.act(torch.from_numpy(obs_row).to(device)).cpu().numpy()
                 reward_row, next_obs_row = np.zeros(args.num_envs, dtype=np.float32), obs_row.copy()
                 terminated_row, done_row, valid_row = ~in_flight, ~in_flight, in_flight.copy()
                 for i in stepping:

@@ -161,7 +161,7 @@ def test_shared_trunk_gets_both_gradients_and_each_head_only_its_own(action_spac
     for agent in (shared, separate):
         params = agent.policy_params(obs)
         agent.zero_grad(set_to_none=True)
-        logprobs, _ = agent.log_prob_entropy(params, agent.sample(params.detach()))
+        logprobs, _ = agent.log_prob_entropy(params, agent.dist(params.detach()).sample())
         logprobs.mean().backward()
         reached = {name for name, p in agent.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
         assert any(name.startswith("actor.") for name in reached) and not any(n.startswith("critic.") for n in reached)

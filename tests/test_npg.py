@@ -168,7 +168,7 @@ def test_natural_step_has_exact_kl_close_to_delta(module, space):
     obs = torch.randn(64, 3, dtype=torch.float64)
     with torch.no_grad():
         old_params = agent.policy_params(obs)
-        actions = agent.sample(old_params)
+        actions = agent.dist(old_params).sample()
         old_logprobs, _ = agent.log_prob_entropy(old_params, actions)
     advantages = torch.randn(64, dtype=torch.float64)
     policy_out = agent.policy_params(obs)

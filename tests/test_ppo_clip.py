@@ -51,7 +51,7 @@ def test_ratio_is_exactly_one_on_the_first_minibatch(agent):
         agent.obs_norm.update(obs.flatten(0, 1))
     with torch.no_grad():
         old_params = agent.policy_params(obs)
-        actions = agent.sample(old_params)
+        actions = agent.dist(old_params).sample()
         old_logprobs, _ = agent.log_prob_entropy(old_params, actions)
     permutation = torch.randperm(64)
     b_obs, b_actions, b_logprobs = (x.flatten(0, 1)[permutation][:16] for x in (obs, actions, old_logprobs))
@@ -118,17 +118,23 @@ def test_log_prob_and_entropy_match_torch_distributions(agent):
     torch.testing.assert_close(entropy, dist.entropy())
 
 
-def test_sample_follows_the_policy():
-    """Gumbel-max sampling draws from softmax(logits); Gaussian sampling has the policy's mean and std."""
+def test_rollout_actions_follow_the_policy():
+    """act(s), the rollout's sampler: Gumbel-max draws from softmax(logits); the Gaussian has the policy's mean
+    and std. The actor's last layer is set to output fixed logits (or means) whatever the observation."""
     agent_d, agent_c = agents()
     torch.manual_seed(1)
-    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5]]).repeat(200_000, 1)
-    frequencies = torch.bincount(agent_d.sample(logits), minlength=4) / 200_000
-    torch.testing.assert_close(frequencies, logits[0].softmax(-1), atol=4e-3, rtol=0)
-    params = torch.tensor([[1.0, -2.0, np.log(0.5), np.log(2.0)]], dtype=torch.float32).repeat(200_000, 1)
-    draws = agent_c.sample(params)
-    torch.testing.assert_close(draws.mean(0), torch.tensor([1.0, -2.0]), atol=2e-2, rtol=0)
-    torch.testing.assert_close(draws.std(0), torch.tensor([0.5, 2.0]), atol=2e-2, rtol=0)
+    obs = torch.randn(200_000, 3)
+    logits, mean, std = torch.tensor([2.0, 0.0, -1.0, 0.5]), torch.tensor([1.0, -2.0]), torch.tensor([0.5, 2.0])
+    with torch.no_grad():
+        for agent, bias in ((agent_d, logits), (agent_c, mean)):
+            agent.actor[-1].weight.zero_()
+            agent.actor[-1].bias.copy_(bias)
+        agent_c.actor_logstd.copy_(std.log())
+        frequencies = torch.bincount(agent_d.act(obs), minlength=4) / 200_000
+        draws = agent_c.act(obs)
+    torch.testing.assert_close(frequencies, logits.softmax(-1), atol=4e-3, rtol=0)
+    torch.testing.assert_close(draws.mean(0), mean, atol=2e-2, rtol=0)
+    torch.testing.assert_close(draws.std(0), std, atol=2e-2, rtol=0)
 
 
 def test_running_norm_matches_whole_data_statistics():
@@ -227,7 +233,7 @@ def test_approx_kl_estimates_the_exact_kl(agent):
         old = agent.policy_params(torch.randn(1, 3)).double()
         new = old + torch.tensor([[1.5, -1.0, 0.5, 0.0]], dtype=torch.float64)  # logits, or mean and log-std
         old, new = old.repeat(n, 1), new.repeat(n, 1)
-        actions = agent.sample(old)
+        actions = agent.dist(old).sample()
         logratio = agent.log_prob_entropy(new, actions)[0] - agent.log_prob_entropy(old, actions)[0]
         exact = kl_divergence(agent.dist(old), agent.dist(new))[0].item()
         reverse = kl_divergence(agent.dist(new), agent.dist(old))[0].item()
@@ -339,6 +345,11 @@ def test_two_runs_never_share_a_directory(tmp_path, monkeypatch):
 # One-line mistakes in ppo_clip.py that this suite must catch (checked by `python tests/mutants.py --only ppo_clip`):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
+    ("ppo_clip: the rollout samples with the log-std as the std", "ppo_clip.py",
+     "return out + self.actor_logstd.exp() * torch.randn_like(out)", "return out + self.actor_logstd * torch.randn_like(out)"),
+    ("ppo_clip: Gumbel-max with the noise's sign flipped", "ppo_clip.py",
+     "return (out - torch.empty_like(out).exponential_().log()).argmax(-1)",
+     "return (out + torch.empty_like(out).exponential_().log()).argmax(-1)"),
     ("ppo_clip: SDL's display driver left to SDL (a stray 'error:' line when filming headless)", "ppo_clip.py",
      'os.environ.setdefault("SDL_VIDEODRIVER", "dummy")', "pass"),
     ("ppo_clip: evaluation of an env without time limit not capped", "ppo_clip.py",

@@ -60,7 +60,7 @@ def natural_step_problem(space):
     obs = torch.randn(64, 3)
     with torch.no_grad():
         old_params = agent.policy_params(obs)
-        actions = agent.sample(old_params)
+        actions = agent.dist(old_params).sample()
         old_logprobs, _ = agent.log_prob_entropy(old_params, actions)
     advantages = trpo.normalize_advantages(torch.randn(64))
     policy_out = agent.policy_params(obs)
