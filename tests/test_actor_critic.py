@@ -186,6 +186,8 @@ def test_shared_network_checkpoint_reloads(tmp_path, monkeypatch):
 # One-line mistakes in actor_critic.py that this suite must catch (`python tests/mutants.py --only actor_critic`):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
+    ("actor_critic: the rollout samples without the shared trunk", "actor_critic.py",
+     "out = self.actor(self.trunk(self.obs_norm(obs)))\n        if not", "out = self.actor(self.obs_norm(obs))\n        if not"),
     ("actor_critic: terminated mask dropped from the TD target", "actor_critic.py",
      "compute_gae(rewards, values, next_values, terminated, dones,",
      "compute_gae(rewards, values, next_values, torch.zeros_like(terminated), dones,"),

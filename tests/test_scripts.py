@@ -405,3 +405,36 @@ def test_same_seed_same_metrics(script, env_id, tmp_path, monkeypatch):
         (run_dir,) = glob.glob(str(tmp_path / "runs" / f"*__{name}__*"))
         runs.append([{k: v for k, v in m.items() if k != "charts/SPS"} for m in read_metrics(run_dir)])
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_rollout_sampler_draws_from_the_policy(script):
+    """Agent.act(s), the rollout's sampler, against torch.distributions built from policy_params(s), the path
+    the losses use: Gumbel-max frequencies match softmax(logits); Gaussian draws have the mean and std. The
+    observation statistics sit far from (0, 1), the output layer is scaled up and the stds are not 1, so that a
+    sampler that skips the normalisation (or actor_critic's shared trunk) or the std draws from another policy."""
+    import gymnasium as gym
+
+    module = import_script(script)
+    torch.manual_seed(0)
+    n = 200_000
+    for space in (gym.spaces.Discrete(4), gym.spaces.Box(-1, 1, (2,))):
+        shapes = [{}, {"shared_network": True}] if script == "actor_critic.py" else [{}]
+        for kwargs in shapes:
+            agent = module.Agent(3, space, norm_obs=True, **kwargs)
+            with torch.no_grad():
+                agent.obs_norm.update(torch.randn(1000, 3) * 3 + 5)
+                agent.actor[-1].weight.mul_(300)
+                if agent.continuous:
+                    agent.actor_logstd.copy_(torch.tensor([0.5, 2.0]).log())
+                obs = (torch.randn(1, 3) * 3 + 5).repeat(n, 1)
+                policy = agent.dist(agent.policy_params(obs[:1]))
+                draws = agent.act(obs)
+            if isinstance(space, gym.spaces.Discrete):
+                assert policy.probs.max() - policy.probs.min() > 0.2  # far from uniform: the test has teeth
+                frequencies = torch.bincount(draws, minlength=4) / n
+                torch.testing.assert_close(frequencies, policy.probs[0], atol=4e-3, rtol=0)
+            else:
+                mean, std = policy.mean[0], policy.stddev[0]
+                assert (draws.mean(0) - mean).abs().max() < 4 * std.max() / n**0.5 + 1e-6, (draws.mean(0), mean)
+                torch.testing.assert_close(draws.std(0), std, atol=0, rtol=1e-2)
