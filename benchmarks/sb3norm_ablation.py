@@ -40,8 +40,8 @@ PATCH = [
      "    with torch.no_grad():\n"
      "        observation = vn_obs(observation)\n"),
     # the statistics are written inside the rollout: no_grad instead of inference_mode
-    ("        with torch.inference_mode():\n            for step in range(args.num_steps):",
-     "        with torch.no_grad():\n            for step in range(args.num_steps):"),
+    ("        with torch.inference_mode():\n            sample = agent.sampler(rng)\n",
+     "        with torch.no_grad():\n            sample = agent.sampler(rng)\n"),
     ("                done_buf[step] = terminated_buf[step] | truncated\n",
      "                done_buf[step] = terminated_buf[step] | truncated\n"
      "                raw_reward = reward_buf[step].copy()\n"

@@ -187,7 +187,7 @@ def test_shared_network_checkpoint_reloads(tmp_path, monkeypatch):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
     ("actor_critic: the rollout samples without the shared trunk", "actor_critic.py",
-     "out = self.actor(self.trunk(self.obs_norm(obs)))\n        if not", "out = self.actor(self.obs_norm(obs))\n        if not"),
+     "for net in (self.trunk, self.actor) for m in net.modules()", "for net in (self.actor,) for m in net.modules()"),
     ("actor_critic: terminated mask dropped from the TD target", "actor_critic.py",
      "compute_gae(rewards, values, next_values, terminated, dones,",
      "compute_gae(rewards, values, next_values, torch.zeros_like(terminated), dones,"),

@@ -232,5 +232,5 @@ MUTANTS = [
     ("npg: step applied with the wrong sign", "npg.py", "parameters_to_vector(actor_params) + full_step",
      "parameters_to_vector(actor_params) - full_step"),
     ("npg: the rollout samples from unnormalised observations", "npg.py",
-     "out = self.actor(self.obs_norm(obs))\n        if not", "out = self.actor(obs)\n        if not"),
+     "x = np.clip((obs - mean) * inv_std, -clip, clip)", "x = obs"),
 ]

@@ -119,7 +119,7 @@ def test_log_prob_and_entropy_match_torch_distributions(agent):
 
 
 def test_rollout_actions_follow_the_policy():
-    """act(s), the rollout's sampler: Gumbel-max draws from softmax(logits); the Gaussian has the policy's mean
+    """Agent.sampler, the rollout's numpy copy of the policy: Gumbel-max draws from softmax(logits); the Gaussian has the policy's mean
     and std. The actor's last layer is set to output fixed logits (or means) whatever the observation."""
     agent_d, agent_c = agents()
     torch.manual_seed(1)
@@ -130,8 +130,9 @@ def test_rollout_actions_follow_the_policy():
             agent.actor[-1].weight.zero_()
             agent.actor[-1].bias.copy_(bias)
         agent_c.actor_logstd.copy_(std.log())
-        frequencies = torch.bincount(agent_d.act(obs), minlength=4) / 200_000
-        draws = agent_c.act(obs)
+        rng = np.random.default_rng(1)
+        frequencies = torch.bincount(torch.from_numpy(agent_d.sampler(rng)(obs.numpy())), minlength=4) / 200_000
+        draws = torch.from_numpy(agent_c.sampler(rng)(obs.numpy()))
     torch.testing.assert_close(frequencies, logits.softmax(-1), atol=4e-3, rtol=0)
     torch.testing.assert_close(draws.mean(0), mean, atol=2e-2, rtol=0)
     torch.testing.assert_close(draws.std(0), std, atol=2e-2, rtol=0)
@@ -346,10 +347,9 @@ def test_two_runs_never_share_a_directory(tmp_path, monkeypatch):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
     ("ppo_clip: the rollout samples with the log-std as the std", "ppo_clip.py",
-     "return out + self.actor_logstd.exp() * torch.randn_like(out)", "return out + self.actor_logstd * torch.randn_like(out)"),
+     "std = numpy(self.actor_logstd.exp())", "std = numpy(self.actor_logstd)"),
     ("ppo_clip: Gumbel-max with the noise's sign flipped", "ppo_clip.py",
-     "return (out - torch.empty_like(out).exponential_().log()).argmax(-1)",
-     "return (out + torch.empty_like(out).exponential_().log()).argmax(-1)"),
+     "return (out + rng.gumbel(size=out.shape)).argmax(-1)", "return (out - rng.gumbel(size=out.shape)).argmax(-1)"),
     ("ppo_clip: SDL's display driver left to SDL (a stray 'error:' line when filming headless)", "ppo_clip.py",
      'os.environ.setdefault("SDL_VIDEODRIVER", "dummy")', "pass"),
     ("ppo_clip: evaluation of an env without time limit not capped", "ppo_clip.py",
@@ -415,4 +415,7 @@ MUTANTS = [
     ("ppo_clip: run directory reused", "ppo_clip.py", "os.makedirs(path)\n", "os.makedirs(path, exist_ok=True)\n"),
     ("ppo_clip: bootstrap from the reset observation", "ppo_clip.py",
      "next_obs_buf[step, ended] = np.stack(infos[\"final_obs\"][ended])", "pass"),
+    ("ppo_clip: one rollout sampler, built before the loop", "ppo_clip.py",
+     "            sample = agent.sampler(rng)\n", "",
+     "    stop = stop_on_ctrl_c()\n\n    for iteration", "    stop = stop_on_ctrl_c()\n    sample = agent.sampler(rng)\n\n    for iteration"),
 ]

@@ -232,6 +232,8 @@ def test_the_loop_penalises_kl_old_new_with_the_logged_beta(env_id, tmp_path, mo
 # One-line mistakes in ppo_kl.py that this suite must catch (checked by `python tests/mutants.py --only ppo_kl`):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
+    ("ppo_kl: the rollout samples from normalised observations left unclipped", "ppo_kl.py",
+     "x = np.clip((obs - mean) * inv_std, -clip, clip)", "x = (obs - mean) * inv_std"),
     ("ppo_kl: beta-rule thresholds swapped", "ppo_kl.py",
      "if kl > 1.5 * kl_target:", "if kl > kl_target / 1.5:", "elif kl < kl_target / 1.5:", "elif kl < 1.5 * kl_target:"),
     ("ppo_kl: beta multiplied when the KL is small", "ppo_kl.py", "kl_coef = kl_coef / 2", "kl_coef = kl_coef * 2"),

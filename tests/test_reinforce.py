@@ -173,7 +173,8 @@ def test_entropy_bonus_raises_the_entropy(tmp_path, monkeypatch):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
     ("reinforce: the rollout samples with std 1", "reinforce.py",
-     "return out + self.actor_logstd.exp() * torch.randn_like(out)", "return out + torch.randn_like(out)"),
+     "return out + std * rng.standard_normal(out.shape, dtype=np.float32)",
+     "return out + rng.standard_normal(out.shape, dtype=np.float32)"),
     ("reinforce: batch of one sample accepted with --norm-adv", "reinforce.py",
      "if not problems and args.norm_adv and batch_size < 2:", "if False:"),
     ("reinforce: Discrete/Tuple observations not flattened in training (refused)", "reinforce.py",

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import tyro
@@ -409,10 +410,11 @@ def test_same_seed_same_metrics(script, env_id, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_rollout_sampler_draws_from_the_policy(script):
-    """Agent.act(s), the rollout's sampler, against torch.distributions built from policy_params(s), the path
-    the losses use: Gumbel-max frequencies match softmax(logits); Gaussian draws have the mean and std. The
-    observation statistics sit far from (0, 1), the output layer is scaled up and the stds are not 1, so that a
-    sampler that skips the normalisation (or actor_critic's shared trunk) or the std draws from another policy."""
+    """Agent.sampler, the rollout's numpy copy of the policy, against torch.distributions built from
+    policy_params(s), the path the losses use: Gumbel-max frequencies match softmax(logits); Gaussian draws have
+    the mean and std. The observation statistics sit far from (0, 1), one coordinate lies beyond the +-10 clip, the
+    output layer is scaled up and the stds are not 1, so that a sampler that skips the normalisation or its clip
+    (or actor_critic's shared trunk) or the std draws from another policy."""
     import gymnasium as gym
 
     module = import_script(script)
@@ -428,8 +430,9 @@ def test_rollout_sampler_draws_from_the_policy(script):
                 if agent.continuous:
                     agent.actor_logstd.copy_(torch.tensor([0.5, 2.0]).log())
                 obs = (torch.randn(1, 3) * 3 + 5).repeat(n, 1)
+                obs[:, 0] = 5 + 3 * 30  # about 30 standard deviations out: normalised and clipped to 10
                 policy = agent.dist(agent.policy_params(obs[:1]))
-                draws = agent.act(obs)
+                draws = torch.from_numpy(agent.sampler(np.random.default_rng(0))(obs.numpy()))
             if isinstance(space, gym.spaces.Discrete):
                 assert policy.probs.max() - policy.probs.min() > 0.2  # far from uniform: the test has teeth
                 frequencies = torch.bincount(draws, minlength=4) / n
@@ -438,3 +441,26 @@ def test_rollout_sampler_draws_from_the_policy(script):
                 mean, std = policy.mean[0], policy.stddev[0]
                 assert (draws.mean(0) - mean).abs().max() < 4 * std.max() / n**0.5 + 1e-6, (draws.mean(0), mean)
                 torch.testing.assert_close(draws.std(0), std, atol=0, rtol=1e-2)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_rollout_samples_from_the_current_policy(script, tmp_path, monkeypatch):
+    """The rollout's sampler is a numpy copy of the policy: it must be rebuilt for every rollout, after the
+    previous update moved the weights and the observation statistics. Catches: one sampler built before the loop
+    (on the CPU its weight matrices are views that follow the update, but not its std or the statistics)."""
+    module = import_script(script)
+    builds = []
+
+    class RecordingAgent(module.Agent):
+        def sampler(self, rng):
+            builds.append([p.detach().clone() for p in self.parameters()] + [self.obs_norm.count.clone()])
+            return super().sampler(rng)
+
+    monkeypatch.setattr(module, "Agent", RecordingAgent)
+    monkeypatch.chdir(tmp_path)
+    assert cli(script, *tiny(script), "--norm-obs", "--eval-episodes", "0") is None
+    iterations = [m for m in read_metrics(only_run_dir(tmp_path)) if "charts/SPS" in m]
+    assert len(iterations) >= 2 and len(builds) == len(iterations)
+    for before, after in zip(builds, builds[1:]):
+        assert after[-1] > before[-1]  # the statistics moved in between
+        assert any(not torch.equal(a, b) for a, b in zip(after[:-1], before[:-1]))  # and so did the weights

@@ -115,7 +115,7 @@ def test_trpo_training_respects_the_trust_region(tmp_path, monkeypatch):
 # tests/test_trpo.py tests/test_npg.py`; the shared functions' mutants are listed in test_npg.py).
 MUTANTS = [
     ("trpo: the rollout takes the argmax instead of sampling", "trpo.py",
-     "return (out - torch.empty_like(out).exponential_().log()).argmax(-1)", "return out.argmax(-1)"),
+     "return (out + rng.gumbel(size=out.shape)).argmax(-1)", "return out.argmax(-1)"),
     ("trpo: a checkpoint of another script evaluated as its own", "trpo.py",
      'if checkpoint.get("script") not in (None, os.path.basename(__file__)):', "if False:"),
     ("trpo: line search accepts a step over the KL bound", "trpo.py", "and kl <= max_kl and", "and"),
