@@ -248,11 +248,12 @@ class Agent(nn.Module):
         return log_prob.sum(-1), (logstd + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
 
     def sampler(self, rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
-        """s -> a ~ pi(.|s) for the rollout, its hot path, in numpy on this iteration's weights and statistics: at a
-        few observations per step torch spends ~10 us dispatching each call, numpy ~1 us (README, Speed). It only
-        draws; the log-probs come from torch on the whole batch afterwards. Gumbel-max, argmax(logits + Gumbel
-        noise), for a categorical; mean + std * N(0, 1) for a Gaussian."""
-        numpy = lambda t: t.detach().cpu().numpy()
+        """s -> a ~ pi(.|s) in numpy, for the rollout's hot path: at a few observations per step torch's dispatch
+        (microseconds per call) outweighs the arithmetic, numpy's costs less (README, Speed). Build it once per
+        rollout: it holds this iteration's observation statistics and std. It only draws; the log-probs come from
+        torch on the whole batch afterwards. Gumbel-max, argmax(logits + Gumbel noise), for a categorical;
+        mean + std * N(0, 1) for a Gaussian."""
+        numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731  (on the CPU: a view, no copy)
         layers = [(numpy(m.weight).T, numpy(m.bias)) for m in self.actor if isinstance(m, nn.Linear)]  # tanh between
         norm = self.obs_norm
         mean, inv_std, clip = ((numpy(norm.mean), numpy((norm.var + norm.eps).rsqrt()), norm.clip)
