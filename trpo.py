@@ -273,7 +273,8 @@ class Agent(nn.Module):
             x = np.clip((obs - mean) * inv_std, -clip, clip)
             for weight, bias in layers[:-1]:
                 x = np.tanh(x @ weight + bias)
-            out = x @ layers[-1][0] + layers[-1][1]
+            weight, bias = layers[-1]
+            out = x @ weight + bias
             if not self.continuous:
                 return (out + rng.gumbel(size=out.shape)).argmax(-1)
             return out + std * rng.standard_normal(out.shape, dtype=np.float32)

@@ -119,8 +119,9 @@ def test_log_prob_and_entropy_match_torch_distributions(agent):
 
 
 def test_rollout_actions_follow_the_policy():
-    """Agent.sampler, the rollout's numpy copy of the policy: Gumbel-max draws from softmax(logits); the Gaussian has the policy's mean
-    and std. The actor's last layer is set to output fixed logits (or means) whatever the observation."""
+    """Agent.sampler, the rollout's numpy copy of the policy: Gumbel-max draws from softmax(logits); the Gaussian
+    has the policy's mean and std. The actor's last layer is set to output fixed logits (or means) whatever the
+    observation."""
     agent_d, agent_c = agents()
     torch.manual_seed(1)
     obs = torch.randn(200_000, 3)
