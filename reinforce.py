@@ -293,14 +293,15 @@ def normalize_advantages(advantages: torch.Tensor) -> torch.Tensor:
 
 
 def scaling_returns(rewards, dones, gamma: float) -> torch.Tensor:
-    """R_t = gamma R_{t-1} + r_t per env, restarted after every episode end (a batch starts with new episodes)."""
-    returns = torch.empty_like(rewards)
-    running_return = torch.zeros_like(rewards[0])
-    for t in range(rewards.shape[0]):
-        running_return = gamma * running_return + rewards[t]
+    """R_t = gamma R_{t-1} + r_t per env, restarted after every episode end (a batch starts with new episodes).
+    The loop runs in numpy, as gae.py's do: a step there costs a fraction of torch's per-operation dispatch."""
+    r, keep = rewards.cpu().numpy(), dones.logical_not().cpu().numpy()  # flags are booleans whatever their dtype
+    returns, running_return = np.empty_like(r), np.zeros_like(r[0])
+    for t in range(len(r)):
+        running_return = gamma * running_return + r[t]
         returns[t] = running_return
-        running_return = running_return * dones[t].logical_not()  # flags are booleans whatever their dtype
-    return returns
+        running_return = running_return * keep[t]
+    return torch.from_numpy(returns).to(rewards.device)
 
 
 def scale_rewards(rewards, dones, valid, gamma: float, return_norm: RunningNorm) -> torch.Tensor:

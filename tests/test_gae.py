@@ -172,6 +172,26 @@ def test_accepts_boolean_flags_and_rejects_mismatched_shapes():
         compute_gae(rewards, values[:-1], next_values, terminated, dones, GAMMA, LAMBDA)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_keeps_its_dtype(dtype):
+    """The recursion runs in numpy, which has float16 but no bfloat16: both come back in their own dtype, close to
+    the float64 result."""
+    segment = random_segment(torch.float64)
+    advantages = compute_gae(*(x.to(dtype) for x in segment), GAMMA, LAMBDA)
+    assert advantages.dtype == dtype and reward_to_go(segment[0].to(dtype), segment[4], GAMMA).dtype == dtype
+    torch.testing.assert_close(advantages.double(), compute_gae(*segment, GAMMA, LAMBDA), atol=0.1, rtol=0.05)
+
+
+def test_the_targets_carry_no_gradient():
+    """Advantages and returns are regression targets: inputs that require a gradient give results that do not,
+    for every lambda (0 takes the shortcut without the recursion)."""
+    rewards, values, next_values, terminated, dones = random_segment(torch.float32)
+    values.requires_grad_(True)
+    for lam in (0.0, LAMBDA):
+        assert not compute_gae(rewards, values, next_values, terminated, dones, GAMMA, lam).requires_grad
+    assert not reward_to_go(rewards.requires_grad_(True), dones, GAMMA).requires_grad
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_runs_on_cuda():
     segment = random_segment(torch.float32)
@@ -183,12 +203,16 @@ def test_runs_on_cuda():
 # One-line mistakes in gae.py that this suite must catch (checked by `python tests/mutants.py --only gae`):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
-    ("gae: done read as a number", "gae.py", "decay = gamma * gae_lambda * dones.logical_not().to(dtype)",
-     "decay = gamma * gae_lambda * (1 - dones.to(dtype))"),
+    ("gae: done read as a number", "gae.py", "gamma * gae_lambda * dones.logical_not().to(dtype))",
+     "gamma * gae_lambda * (1 - dones.to(dtype)))"),
     ("gae: dones in place of terminated in the TD error", "gae.py",
      "gamma * terminated.logical_not().to(dtype) * next_values", "gamma * dones.logical_not().to(dtype) * next_values"),
     ("gae: the TD-error shortcut taken for every lambda below 1", "gae.py", "if gae_lambda == 0:", "if gae_lambda < 1:"),
-    ("gae: no lambda", "gae.py", "decay = gamma * gae_lambda * dones", "decay = gamma * dones"),
-    ("gae: reward-to-go ignores episode ends", "gae.py", "decay = gamma * dones.logical_not().to(rewards.dtype)",
-     "decay = gamma * torch.ones_like(rewards)"),
+    ("gae: no lambda", "gae.py", "gamma * gae_lambda * dones", "gamma * dones"),
+    ("gae: reward-to-go ignores episode ends", "gae.py", "gamma * dones.logical_not().to(rewards.dtype))",
+     "gamma * torch.ones_like(rewards))"),
+    ("gae: the recursion runs forward in time", "gae.py", "for t in reversed(range(len(xs))):",
+     "for t in range(len(xs)):"),
+    ("gae: the carry is not decayed", "gae.py", "y = xs[t] + decays[t] * y", "y = xs[t] + y"),
+    ("gae: bfloat16 comes back as float32", "gae.py", ".to(x.device, x.dtype)", ".to(x.device)"),
 ]

@@ -43,6 +43,17 @@ def test_episode_returns_by_hand():
     torch.testing.assert_close(episode_returns(rewards[:, 0], twos[:, 0], 0.5, reward_to_go=True), to_go[:, 0])
 
 
+def test_reward_scaling_return_restarts_after_each_episode_end():
+    """The discounted return behind the reward scaling, R_t = gamma R_{t-1} + r_t, by hand with gamma = 0.5:
+    column 0 ends an episode at t = 1, column 1 at t = 2 (flags read as booleans: 2.0 ends it like 1.0).
+    Catches: no restart, a restart one step late."""
+    rewards = torch.ones(4, 2)
+    expected = torch.tensor([[1.0, 1.0], [1.5, 1.5], [1.0, 1.75], [1.5, 1.0]])
+    for dones in (torch.tensor([[0, 0], [1, 0], [0, 1], [0, 0]], dtype=torch.bool),
+                  torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 0.0]])):
+        torch.testing.assert_close(reinforce.scaling_returns(rewards, dones, 0.5), expected)
+
+
 def test_bandit_score_function_gradient_and_a_constant_baseline():
     """Check 1: softmax bandit, exact grad J = pi * (r - J). The score-function estimate through the script's loss
     agrees within a few standard errors; subtracting a constant b = J keeps the mean and lowers the variance.
@@ -192,7 +203,11 @@ MUTANTS = [
      "returns = discounted_reward_to_go(rewards, dones, gamma)\n    if reward_to_go:\n        return returns\n"
      "    returns = discounted_reward_to_go(rewards, dones, 1.0)\n"),
     ("reinforce: reward-to-go includes rewards from before t (gae.reward_to_go run forward)", "gae.py",
-     "for t in reversed(range(rewards.shape[0])):", "for t in range(rewards.shape[0]):"),
+     "for t in reversed(range(len(xs))):", "for t in range(len(xs)):"),
+    ("reinforce: reward-scaling return not restarted", "reinforce.py", "running_return = running_return * keep[t]",
+     "pass"),
+    ("reinforce: reward-scaling return restarted one step late", "reinforce.py",
+     "running_return = running_return * keep[t]", "running_return = running_return * keep[t - 1]"),
     ("reinforce: policy loss sign flipped", "reinforce.py", "return -(logprobs * weights.detach()).mean()",
      "return (logprobs * weights.detach()).mean()"),
     ("reinforce: loss summed over steps, not averaged", "reinforce.py", "return -(logprobs * weights.detach()).mean()",
