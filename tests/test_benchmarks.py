@@ -158,3 +158,20 @@ def test_the_sb3norm_ablation_applies_to_trpo_and_runs(tmp_path):
     (metrics,) = tmp_path.glob("runs/*/metrics.jsonl")
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert sum("losses/kl" in row for row in rows) == 2 and "eval/episodic_return" in rows[-1]
+
+
+def test_the_seed_statistics_of_compare_py():
+    """benchmarks/compare.py's exact tests against values worked out by hand: Mann-Whitney's two-sided p is the
+    share of splits of the pooled seeds at least as extreme (x = [3, 4], y = [1, 2]: U 4, 2 of the 6 splits, U 0
+    and U 4; all tied: U at its centre, p 1); Fisher's exact p sums the tables no more likely than the observed
+    (8 of 8 against 1 of 8: the two extreme tables, 8 / C(16, 9) each; 3 of 8 against 8 of 8: 56 / C(16, 11)
+    each)."""
+    import compare
+
+    assert compare.mann_whitney([3, 4], [1, 2]) == (4, 2 / 6)
+    assert compare.mann_whitney([1, 2], [3, 4]) == (0, 2 / 6)
+    assert compare.mann_whitney([1, 1], [1, 1]) == (2, 1.0)
+    assert compare.mann_whitney([1, 2, 3], [4, 5, 6, 7]) == (0, 2 / 35)
+    assert abs(compare.fisher_exact(8, 8, 1, 8) - 16 / 11440) < 1e-12
+    assert abs(compare.fisher_exact(3, 8, 8, 8) - 112 / 4368) < 1e-12
+    assert abs(compare.fisher_exact(4, 8, 4, 8) - 1.0) < 1e-12

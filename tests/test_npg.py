@@ -195,6 +195,32 @@ def test_npg_training_steps_land_near_delta(tmp_path, monkeypatch):
         assert 0.5 < m["losses/actual_improvement"] / m["losses/expected_improvement"] < 1.5, m
 
 
+@MODULES
+def test_the_critic_is_fitted_on_the_inputs_it_predicts_from(tmp_path, monkeypatch, module):
+    """The critic's regression normalises the batch once and feeds the critic directly: its inputs must be the rows
+    V(s) saw when the advantages were computed (the same observations, normalised with the same statistics), in
+    every iteration, also after the statistics have moved. Pendulum normalises its observations by default.
+    Catches: the regression on raw observations, or on observations normalised with other statistics."""
+    inputs, agents = [], []
+
+    class RecordingAgent(module.Agent):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.critic.register_forward_pre_hook(lambda _, x: inputs.append(x[0].detach().clone()))
+            agents.append(self)
+
+    monkeypatch.setattr(module, "Agent", RecordingAgent)
+    train_rows(tmp_path, monkeypatch, module, "critic_inputs", env_id="Pendulum-v1", num_envs=1, num_steps=64,
+               total_timesteps=192, num_minibatches=2, update_epochs=1)
+    # per iteration: V(obs) and V(next_obs) as (T, N, d), then the fit's minibatches as (64 / 2, d)
+    assert [tuple(x.shape) for x in inputs] == [(64, 1, 3), (64, 1, 3), (32, 3), (32, 3)] * 3
+    for iteration in range(3):
+        seen, fitted = inputs[4 * iteration], torch.cat(inputs[4 * iteration + 2: 4 * iteration + 4])
+        torch.testing.assert_close(fitted.flatten().sort().values, seen.flatten().sort().values, rtol=0, atol=0)
+    norm = agents[0].obs_norm  # the statistics moved after each iteration: normalised and raw inputs differ
+    assert norm.count > 128 and (norm.mean.abs() > 0.05).any() and ((norm.var - 1).abs() > 0.05).any()
+
+
 def test_a_non_finite_natural_step_is_one_line(tmp_path, monkeypatch):
     """NPG has no line search to refuse a bad step: a step that makes the policy non-finite ends the run with a
     one-line error naming the step, not a NaN loss one iteration later blamed on the policy."""
@@ -225,6 +251,8 @@ MUTANTS = [
         (f"{script}: CG without the curvature guard", f"{script}.py", "if p_F_p <= 0:", "if False:"),
         (f"{script}: critic's non-finite loss not checked", f"{script}.py", "if not torch.isfinite(v_loss):",
          "if False:"),
+        (f"{script}: the critic fitted on raw observations", f"{script}.py",
+         "critic_obs, v_losses = agent.obs_norm(b_obs), []", "critic_obs, v_losses = b_obs, []"),
     ]
 ] + [
     ("npg: non-finite natural step not checked", "npg.py", "if not (math.isfinite(kl) and math.isfinite(surrogate_new)):",
