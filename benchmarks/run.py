@@ -82,7 +82,12 @@ PRESETS = {
 ZOO_TRPO_MUJOCO = {"n_envs": 2, "normalize": {"norm_obs": True, "norm_reward": True, "gamma": 0.99}, "n_steps": 1024,
                    "batch_size": 128, "gamma": 0.99, "gae_lambda": 0.95, "sub_sampling_factor": 1, "cg_max_steps": 25,
                    "cg_damping": 0.1, "n_critic_updates": 20, "learning_rate": 1e-3}  # rl-baselines3-zoo trpo.yml
-PEERS = {"sb3-contrib-TRPO": ("trpo", {env: ZOO_TRPO_MUJOCO for env in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")})}
+# rl-baselines3-zoo a2c.yml on MuJoCo: `normalize: true` and SB3's A2C defaults otherwise (1 env x 5 steps, RMSprop
+# alpha 0.99 eps 1e-5, lr 7e-4 constant, lambda 1, no entropy bonus, vf_coef 0.5, grad clip 0.5, 64x64 tanh).
+ZOO_A2C_MUJOCO = {"n_envs": 1, "normalize": {"norm_obs": True, "norm_reward": True, "gamma": 0.99}}
+MUJOCO_ENVS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")
+PEERS = {"sb3-contrib-TRPO": ("trpo", {env: ZOO_TRPO_MUJOCO for env in MUJOCO_ENVS}),
+         "sb3-A2C": ("a2c", {env: ZOO_A2C_MUJOCO for env in MUJOCO_ENVS})}
 PEERS_PYTHON = os.environ.get("PEERS_PYTHON", "/tmp/peers-venv/bin/python")
 BUDGETS = {"CartPole-v1": 500_000, "Acrobot-v1": 500_000, "Pendulum-v1": 1_000_000,
            "HalfCheetah-v5": 1_000_000, "Hopper-v5": 1_000_000, "Walker2d-v5": 1_000_000}

@@ -135,13 +135,13 @@ BAD_INPUT = {  # in every script
     "negative eval episodes": (["--eval-episodes", "-1"], "--eval-episodes must be >= 0"),
     "missing checkpoint": (["--eval-checkpoint", "nope.pt"], "no such file"),
     "not a checkpoint": (["--eval-checkpoint", __file__], "is not a checkpoint"),
-    "nan loss": (["--env-id", "tests.toy_envs:toy/NaNReward-v0"], "the loss became nan"),
+    "nan loss": (["--env-id", "tests.toy_envs:toy/NaNReward-v0"], "the update became non-finite"),
     "infinite observation": (["--env-id", "tests.toy_envs:toy/InfObservation-v0"], "returned a non-finite observation"),
     "empty box actions": (["--env-id", "tests.toy_envs:toy/EmptyBoxActions-v0"], "action space Box"),
     "integer box actions": (["--env-id", "tests.toy_envs:toy/IntBoxActions-v0"], "action space Box(0, 4, (1,), int64)"),
     "no rgb frames": (["--env-id", "tests.toy_envs:toy/BadFrames-v0", "--capture-video"], "draws no RGB frames"),
 }
-FAILS_IN_TRAINING = ("became", "non-finite observation")  # the cases that keep their run directory
+FAILS_IN_TRAINING = ("became non-finite", "non-finite observation")  # they keep their run directory
 
 
 def cli(script: str, *argv: str):
@@ -293,11 +293,11 @@ def test_evaluation_of_an_env_without_time_limit_ends(script, monkeypatch):
 
     module = import_script(script)
     monkeypatch.setattr(module, "EVAL_MAX_STEPS", 50)
-    agent = module.Agent(1, gym.spaces.Discrete(2), norm_obs=False)
+    agent = module.Agent(1, gym.spaces.Discrete(2), module.Args(norm_obs=False))
     previous = signal.signal(signal.SIGALRM, hung)
     signal.alarm(30)
     try:
-        assert module.evaluate(agent, "toy/Endless-v0", 2, 0, torch.device("cpu")) == [50.0, 50.0]
+        assert module.evaluate(agent, "toy/Endless-v0", 2, 0) == [50.0, 50.0]
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
@@ -362,11 +362,11 @@ def test_discrete_actions_that_do_not_start_at_zero(script, tmp_path, monkeypatc
     assert env_class.actions_seen == {-1, 0, 1}
     # Evaluation alone, with a policy whose argmax is the index 0: the env must get the action -1.
     module = import_script(script)
-    agent = module.Agent(1, gym.spaces.Discrete(3, start=-1), norm_obs=False)
+    agent = module.Agent(1, gym.spaces.Discrete(3, start=-1), module.Args(norm_obs=False))
     with torch.no_grad():
         agent.actor[-1].bias.copy_(torch.tensor([10.0, 0.0, 0.0]))
     env_class.actions_seen = set()
-    module.evaluate(agent, "toy/OffsetDiscrete-v0", 1, 0, torch.device("cpu"))
+    module.evaluate(agent, "toy/OffsetDiscrete-v0", 1, 0)
     assert env_class.actions_seen == {-1}
 
 
@@ -408,55 +408,132 @@ def test_same_seed_same_metrics(script, env_id, tmp_path, monkeypatch):
     assert runs[0] == runs[1]
 
 
+def draws_match_the_policy(policy, draws: torch.Tensor) -> None:
+    """Draws from a categorical (frequencies) or a diagonal Gaussian (mean and std) against `policy`,
+    the torch distribution of one observation repeated."""
+    n = len(draws)
+    if isinstance(policy, torch.distributions.Categorical):
+        assert policy.probs.max() - policy.probs.min() > 0.2  # far from uniform: the test has teeth
+        frequencies = torch.bincount(draws, minlength=policy.probs.shape[-1]) / n
+        torch.testing.assert_close(frequencies, policy.probs[0], atol=4e-3, rtol=0)
+    else:
+        mean, std = policy.mean[0], policy.stddev[0]
+        assert (draws.mean(0) - mean).abs().max() < 4 * std.max() / n**0.5 + 1e-6, (draws.mean(0), mean)
+        torch.testing.assert_close(draws.std(0), std, atol=0, rtol=1e-2)
+
+
+def probe_and_draws(module, agent, obs: torch.Tensor) -> tuple:
+    """The rollout's sampler, built on a probe of 8 different observations (as the rollout builds it on
+    its envs' observations), the policy of obs[0] as the losses see it, and the sampler's draws for obs
+    (every row of which is obs[0])."""
+    probe = (torch.randn(8, obs.shape[1], generator=torch.Generator().manual_seed(5)) * 3 + 5).numpy()
+    with torch.inference_mode():
+        sample = module.make_sampler(agent, np.random.default_rng(0), probe)
+        policy = agent.dist(agent.policy_params(obs[:1]))
+        return sample, policy, torch.from_numpy(np.asarray(sample(obs.numpy())))
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_rollout_sampler_draws_from_the_policy(script):
-    """Agent.sampler, the rollout's numpy copy of the policy, against torch.distributions built from
-    policy_params(s), the path the losses use: Gumbel-max frequencies match softmax(logits); Gaussian draws have
-    the mean and std. The observation statistics sit far from (0, 1), one coordinate lies beyond the +-10 clip, the
-    output layer is scaled up and the stds are not 1, so that a sampler that skips the normalisation or its clip
-    (or actor_critic's shared trunk) or the std draws from another policy."""
+    """make_sampler, the rollout's numpy twin of the policy, against torch.distributions built from
+    policy_params(s), the path the losses use: Gumbel-max frequencies match softmax(logits); Gaussian draws
+    have the mean and std. The observation statistics sit far from (0, 1), one coordinate lies beyond the
+    +-10 clip, the output layer is scaled up and the stds are not 1, so that a sampler that skips the
+    normalisation or its clip (or actor_critic's shared trunk) or the std draws from another policy."""
     import gymnasium as gym
 
     module = import_script(script)
     torch.manual_seed(0)
-    n = 200_000
     for space in (gym.spaces.Discrete(4), gym.spaces.Box(-1, 1, (2,))):
         shapes = [{}, {"shared_network": True}] if script == "actor_critic.py" else [{}]
         for kwargs in shapes:
-            agent = module.Agent(3, space, norm_obs=True, **kwargs)
+            agent = module.Agent(3, space, module.Args(norm_obs=True, **kwargs))
             with torch.no_grad():
                 agent.obs_norm.update(torch.randn(1000, 3) * 3 + 5)
                 agent.actor[-1].weight.mul_(300)
                 if agent.continuous:
                     agent.actor_logstd.copy_(torch.tensor([0.5, 2.0]).log())
-                obs = (torch.randn(1, 3) * 3 + 5).repeat(n, 1)
-                obs[:, 0] = 5 + 3 * 30  # about 30 standard deviations out: normalised and clipped to 10
-                policy = agent.dist(agent.policy_params(obs[:1]))
-                draws = torch.from_numpy(agent.sampler(np.random.default_rng(0))(obs.numpy()))
-            if isinstance(space, gym.spaces.Discrete):
-                assert policy.probs.max() - policy.probs.min() > 0.2  # far from uniform: the test has teeth
-                frequencies = torch.bincount(draws, minlength=4) / n
-                torch.testing.assert_close(frequencies, policy.probs[0], atol=4e-3, rtol=0)
-            else:
-                mean, std = policy.mean[0], policy.stddev[0]
-                assert (draws.mean(0) - mean).abs().max() < 4 * std.max() / n**0.5 + 1e-6, (draws.mean(0), mean)
-                torch.testing.assert_close(draws.std(0), std, atol=0, rtol=1e-2)
+            obs = (torch.randn(1, 3) * 3 + 5).repeat(200_000, 1)
+            obs[:, 0] = 5 + 3 * 30  # about 30 standard deviations out: normalised and clipped to 10
+            sample, policy, draws = probe_and_draws(module, agent, obs)
+            assert sample.__name__ in ("categorical", "normal")  # the numpy twin, not the torch fallback
+            draws_match_the_policy(policy, draws)
+
+
+@pytest.mark.parametrize("change", ["relu", "deeper", "layernorm", "dropout", "squashed mean", "state std"])
+@pytest.mark.parametrize("script", ["reinforce.py", "actor_critic.py", "ppo_clip.py"])
+def test_a_changed_policy_still_samples_from_itself(script, change):
+    """A copier changes the actor (ReLU, another layer, a LayerNorm, dropout) or the policy's outputs: the
+    rollout's sampler must still draw from the policy the losses see. ReLU and another Linear/Tanh layer have
+    numpy twins; a LayerNorm, a Dropout, a mean squashed in policy_params or a state-dependent std have none
+    (or the twin no longer reproduces agent.dist): the sampler then falls back on torch itself. Catches: a
+    twin that skips an unknown layer, or that is used without checking it against agent.dist. The plumbing
+    is byte-identical in every script (test_family.py), so three of them cover it."""
+    import gymnasium as gym
+    import torch.nn as nn
+
+    module = import_script(script)
+    torch.manual_seed(0)
+    for space in (gym.spaces.Discrete(4), gym.spaces.Box(-1, 1, (2,))):
+        agent = module.Agent(3, space, module.Args(norm_obs=True))
+        n_out = agent.actor[-1].out_features
+        layers = {"relu": [nn.Linear(3, 64), nn.ReLU(), nn.Linear(64, n_out)],
+                  "deeper": [nn.Linear(3, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 32),
+                             nn.Tanh(), nn.Linear(32, n_out)],
+                  "layernorm": [nn.Linear(3, 64), nn.LayerNorm(64), nn.Tanh(), nn.Linear(64, n_out)],
+                  "dropout": [nn.Linear(3, 64), nn.Tanh(), nn.Dropout(0.5), nn.Linear(64, n_out)]}
+        if change in layers:
+            agent.actor = nn.Sequential(*layers[change])
+        elif change == "squashed mean":  # the outputs go through tanh in policy_params, not in the actor
+            plain = agent.policy_params
+            agent.policy_params = lambda obs: 2 * torch.tanh(plain(obs))
+        else:  # a std that depends on the state: policy_params no longer uses actor_logstd
+            if space.shape == ():
+                continue
+            plain = agent.policy_params
+            agent.policy_params = lambda obs: plain(obs) + torch.cat([0 * obs[..., :2], obs[..., :2] / 5], -1)
+        with torch.no_grad():
+            agent.obs_norm.update(torch.randn(1000, 3) * 3 + 5)
+            agent.actor[-1].weight.mul_(30)
+        obs = (torch.randn(1, 3) * 3 + 5).repeat(200_000, 1)
+        sample, policy, draws = probe_and_draws(module, agent, obs)
+        twin = change in ("relu", "deeper")
+        assert (sample.__name__ in ("categorical", "normal")) == twin, (change, sample.__name__)
+        if change != "dropout":  # dropout's draws are random in training mode: the fallback is enough
+            draws_match_the_policy(policy, draws)
+
+
+def test_a_script_with_a_changed_actor_trains(tmp_path, monkeypatch):
+    """End to end: ppo_clip.py with a LayerNorm in its actor (no numpy twin) trains and evaluates."""
+    import torch.nn as nn
+
+    import ppo_clip
+
+    class LayerNormAgent(ppo_clip.Agent):
+        def __init__(self, obs_dim, action_space, args):
+            super().__init__(obs_dim, action_space, args)
+            self.actor = nn.Sequential(nn.Linear(obs_dim, 64), nn.LayerNorm(64), nn.Tanh(),
+                                       nn.Linear(64, self.actor[-1].out_features))
+
+    monkeypatch.setattr(ppo_clip, "Agent", LayerNormAgent)
+    monkeypatch.chdir(tmp_path)
+    assert cli("ppo_clip.py", *tiny("ppo_clip.py"), "--env-id", "Pendulum-v1") is None
+    assert "eval/episodic_return" in read_metrics(only_run_dir(tmp_path))[-1]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_every_rollout_samples_from_the_current_policy(script, tmp_path, monkeypatch):
     """The rollout's sampler is a numpy copy of the policy: it must be rebuilt for every rollout, after the
-    previous update moved the weights and the observation statistics. Catches: one sampler built before the loop
-    (on the CPU its weight matrices are views that follow the update, but not its std or the statistics)."""
+    previous update moved the weights and the observation statistics. Catches: one sampler built before the
+    loop (on the CPU its weight matrices are views that follow the update, but not its std or statistics)."""
     module = import_script(script)
-    builds = []
+    builds, real = [], module.make_sampler
 
-    class RecordingAgent(module.Agent):
-        def sampler(self, rng):
-            builds.append([p.detach().clone() for p in self.parameters()] + [self.obs_norm.count.clone()])
-            return super().sampler(rng)
+    def recording(agent, rng, probe):
+        builds.append([p.detach().clone() for p in agent.parameters()] + [agent.obs_norm.count.clone()])
+        return real(agent, rng, probe)
 
-    monkeypatch.setattr(module, "Agent", RecordingAgent)
+    monkeypatch.setattr(module, "make_sampler", recording)
     monkeypatch.chdir(tmp_path)
     assert cli(script, *tiny(script), "--norm-obs", "--eval-episodes", "0") is None
     iterations = [m for m in read_metrics(only_run_dir(tmp_path)) if "charts/SPS" in m]
