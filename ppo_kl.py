@@ -1,8 +1,8 @@
 """PPO with the adaptive KL penalty (Schulman et al. 2017, "Proximal Policy Optimization", sec. 4).
 
 Each iteration collects num_envs x num_steps transitions with pi_old, estimates the advantages A
-and the value target R = A + V_old(s) with GAE (gae.py), then runs update_epochs epochs of
-minibatch Adam, beta fixed, on
+with GAE (gae.py) and the value target R = A + V_old(s), the lambda-return (the lecture regresses on
+the Monte-Carlo return), then runs update_epochs epochs of minibatch Adam, beta fixed, on
 
     L(theta) = -(E[r A] - beta KLbar(pi_old, pi_theta)) + c_v L_V - c_e H[pi_theta]  (PPO eq. 8)
 
@@ -30,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional
@@ -96,7 +97,7 @@ class Args:
     update_epochs: int = 4
     """the number of epochs over the batch per iteration"""
     norm_adv: bool = True
-    """standardise the advantages over each minibatch (mean 0, std 1)"""
+    """standardise the advantages (mean 0, std 1) for the policy's step"""
     kl_coef: float = 1.0
     """the initial KL penalty coefficient beta"""
     kl_target: float = 0.01
@@ -126,9 +127,8 @@ def kl_penalty_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, kl, kl_c
 
 
 def update_kl_coef(kl_coef: float, kl: float, kl_target: float) -> float:
-    """PPO sec. 4: beta * 2 if d > 1.5 d_targ, beta / 2 if d < d_targ / 1.5, else unchanged. Kept in
-    [1e-8, 1e8]: a KL far below target for a thousand iterations would halve beta to exactly 0, from
-    which doubling never recovers (seen on CartPole, where d stays near 1e-4)."""
+    """PPO sec. 4: beta * 2 if d > 1.5 d_targ, beta / 2 if d < d_targ / 1.5. Kept in [1e-8, 1e8]:
+    halved a thousand times, beta would be 0 for good (CartPole's d stays near 1e-4)."""
     if kl > 1.5 * kl_target:
         kl_coef = kl_coef * 2
     elif kl < kl_target / 1.5:
@@ -473,10 +473,14 @@ def scale_rewards(rewards, dones, gamma: float, running_return, return_norm, val
     return scaled, torch.from_numpy(carry).to(rewards.device)
 
 
+TWINS_CHECKED = weakref.WeakKeyDictionary()  # agent -> "categorical", "normal" or None (no twin)
+
+
 def make_sampler(agent: Agent, rng: np.random.Generator, probe: np.ndarray) -> Callable:
     """obs -> actions drawn from pi, for one rollout: a numpy twin of obs_norm and agent.actor (each
-    call costs less than torch's), then Gumbel-max or mean + std N(0, 1). It is used only if every
-    layer has a twin here and it reproduces agent.dist on the probe; else torch samples."""
+    call costs less than torch's), then Gumbel-max or mean + std N(0, 1). The twin is used only if
+    every layer has one here and, checked on the agent's first rollout, it reproduces agent.dist on
+    the probe observations; else torch samples, slower but the same policy."""
     numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731  (on the CPU a view, no copy)
     twins = {nn.Sequential: None, nn.Identity: None, nn.Tanh: lambda m: np.tanh,
              nn.ReLU: lambda m: lambda x: np.maximum(x, 0),
@@ -491,29 +495,36 @@ def make_sampler(agent: Agent, rng: np.random.Generator, probe: np.ndarray) -> C
             return agent.dist(agent.policy_params(obs))
 
     modules = [agent.obs_norm, *(m for _, m in agent.actor.named_modules(remove_duplicate=False))]
-    if all(type(m) in twins for m in modules):
-        layers = [twins[type(m)](m) for m in modules if twins[type(m)]]
+    layers = [twins[type(m)](m) for m in modules if twins[type(m)]] if all(
+        type(m) in twins for m in modules) else None
 
-        def forward(x: np.ndarray) -> np.ndarray:
-            for layer in layers:
-                x = layer(x)
-            return x
+    def forward(x: np.ndarray) -> np.ndarray:
+        for layer in layers:
+            x = layer(x)
+        return x
 
+    if layers is not None and agent not in TWINS_CHECKED:
         out, probed = forward(np.asarray(probe, dtype=np.float32)), policy(probe)
         same = lambda t, x: np.allclose(numpy(t), x, 1e-4, 1e-5, equal_nan=True)  # noqa: E731
-        if isinstance(probed, Categorical) and same(probed.logits, out - np.logaddexp.reduce(
-                out, -1, keepdims=True)):
-            def categorical(obs: np.ndarray) -> np.ndarray:  # argmax(z + Gumbel noise) ~ softmax(z)
-                logits = forward(obs)
-                return (logits + rng.gumbel(size=logits.shape)).argmax(-1)
-            return categorical
-        gaussian = isinstance(getattr(probed, "base_dist", None), Normal)
-        std = numpy(probed.stddev[0]) if gaussian else None
-        if gaussian and same(probed.mean, out) and same(probed.stddev, std + 0 * out):
-            def normal(obs: np.ndarray) -> np.ndarray:  # mean + std N(0, 1)
-                mean = forward(obs)
-                return mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
-            return normal
+        normal = isinstance(getattr(probed, "base_dist", None), Normal)
+        TWINS_CHECKED[agent] = (
+            "categorical" if isinstance(probed, Categorical) and same(
+                probed.logits, out - np.logaddexp.reduce(out, -1, keepdims=True))
+            else "normal" if normal and same(probed.mean, out) and same(
+                probed.stddev, numpy(probed.stddev[:1]) + 0 * out) else None)
+    kind = TWINS_CHECKED.get(agent) if layers is not None else None
+    if kind == "categorical":
+        def categorical(obs: np.ndarray) -> np.ndarray:  # argmax(z + Gumbel noise) ~ softmax(z)
+            logits = forward(obs)
+            return (logits + rng.gumbel(size=logits.shape)).argmax(-1)
+        return categorical
+    if kind == "normal":
+        std = numpy(policy(np.asarray(probe)[:1]).stddev[0])  # this rollout's std
+
+        def normal(obs: np.ndarray) -> np.ndarray:  # mean + std N(0, 1)
+            mean = forward(obs)
+            return mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
+        return normal
     return lambda obs: policy(obs).sample().cpu().numpy()
 
 
@@ -573,6 +584,7 @@ class Run:
             wandb.define_metric("*", step_metric="global_step")
             self.wandb = wandb
         self.returns, self.start, self.stopping = deque(maxlen=100), time.perf_counter(), False
+        self.flushed = 0.0  # when the outputs were last flushed
         self.main_thread = threading.current_thread() is threading.main_thread()  # gets the signals
         self.previous = signal.signal(signal.SIGINT, self.ctrl_c) if self.main_thread else None
 
@@ -583,8 +595,9 @@ class Run:
 
     def check_finite(self, global_step: int, **values) -> None:
         """A NaN or infinite loss stops the run in one line: it would train on, and save, NaN."""
+        values = {name: torch.as_tensor(value).item() for name, value in values.items()}
         if not all(math.isfinite(value) for value in values.values()):
-            detail = ", ".join(f"{name} {float(value):.4g}" for name, value in values.items())
+            detail = ", ".join(f"{name} {value:.4g}" for name, value in values.items())
             sys.exit(f"error: the update became non-finite at step {global_step} ({detail}); lower "
                      "the learning rate or step size, or check the env's observations and rewards")
 
@@ -603,13 +616,17 @@ class Run:
                                    "charts/episodic_length": int(length)})
 
     def log_iteration(self, global_step: int, values: dict) -> None:
-        sps = int(global_step / (time.perf_counter() - self.start))
+        now = time.perf_counter()
+        sps = int(global_step / (now - self.start))
         self.log(global_step, {"charts/SPS": sps, **values})
-        self.file.flush()
         mean_return = f"{np.mean(self.returns):.1f}" if self.returns else "n/a"
         eta = max(self.args.total_timesteps - global_step, 0) / max(sps, 1)
+        flush = now - self.flushed > 1  # once a second at most: a flush outlasts a short rollout
+        if flush:
+            self.file.flush()
+            self.flushed = now
         print(f"step {global_step}/{self.args.total_timesteps} | SPS {sps} | return {mean_return} "
-              f"| ETA {eta:.0f}s", flush=True)
+              f"| ETA {eta:.0f}s", flush=flush)
 
     def finish(self, agent: Agent, global_step: int, **state) -> None:
         """Saves the model and `state` if asked (atomically: no truncated file); evaluates it."""

@@ -10,7 +10,8 @@ with GAE (gae.py), and maximises the importance-sampled surrogate in a trust reg
 for the first j with KLbar(pi_old, pi_theta) <= delta and L(theta) >= L(theta_old); theta_old,
 restored exactly, if none passes. F is the Hessian of KLbar(pi_theta~ || pi_theta), pi_theta~ a
 detached copy of this batch's outputs; the line search and the logged KL use the stored pi_old.
-The critic is then fitted by minibatch Adam regression on R = A + V_old(s), the lambda-return.
+The critic is then fitted by minibatch Adam regression on R = A + V_old(s): the lambda-return,
+where the lecture regresses on the Monte-Carlo return (less variance, some bias).
 
 Discrete actions: a categorical policy; Box actions: a diagonal Gaussian with a state-independent
 log-std. Continuous control normalises observations and scales rewards by default.
@@ -30,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional
@@ -81,7 +83,7 @@ class Args:
     total_timesteps: int = 500000
     """total environment steps of the experiment"""
     learning_rate: float = 1e-3
-    """the learning rate of the critic's Adam"""
+    """the learning rate of the critic's Adam (the policy's step size is --max-kl)"""
     num_envs: int = 2
     """the number of parallel environments"""
     num_steps: int = 512
@@ -97,7 +99,7 @@ class Args:
     update_epochs: int = 10
     """the number of epochs over the batch per iteration"""
     norm_adv: bool = True
-    """standardise the advantages over the batch (mean 0, std 1)"""
+    """standardise the advantages (mean 0, std 1) for the policy's step"""
     max_kl: float = 0.01
     """the trust-region size delta, a bound on the mean KL (joint over the action dimensions)"""
     cg_iters: int = 10
@@ -121,9 +123,8 @@ def flat_grad(y: torch.Tensor, params: list, **kwargs) -> torch.Tensor:
 
 
 def fisher_vector_product(agent: "Agent", policy_out: torch.Tensor, params: list, damping: float):
-    """v -> (F + damping I) v = grad[(grad KLbar) . v] + damping v: a double backprop (TRPO app.
-    C.1) of KLbar(pi_theta~ || pi_theta), pi_theta~ a detached copy of policy_out, so that the KL
-    and its gradient are zero at theta_old and its Hessian there is the Fisher matrix F."""
+    """v -> (F + damping I) v = grad[(grad KLbar) . v] + damping v (TRPO app. C.1), with KLbar =
+    KLbar(pi_theta~ || pi_theta), pi_theta~ detached: 0 with its gradient at theta_old, Hessian F"""
     kl_grad = flat_grad(mean_kl(agent, policy_out.detach(), policy_out), params, create_graph=True)
     return lambda v: flat_grad(kl_grad @ v, params, retain_graph=True) + damping * v
 
@@ -323,6 +324,7 @@ def train(args: Args) -> None:
         fvp = fisher_vector_product(agent, policy_out, actor_params, args.cg_damping)
         x = conjugate_gradient(fvp, g, args.cg_iters)
         full_step, step_size, expected_improvement = natural_step(x, g, fvp, args.max_kl)
+        run.check_finite(global_step, step_size=step_size)  # else every try fails, silently
         batch = (b_obs, b_actions, b_logprobs, b_old_params, b_advantages)
         surrogate_kl = lambda: surrogate_and_kl(agent, *batch)  # noqa: E731  (L and KLbar now)
         surrogate_old, _ = surrogate_kl()
@@ -516,10 +518,14 @@ def scale_rewards(rewards, dones, gamma: float, running_return, return_norm, val
     return scaled, torch.from_numpy(carry).to(rewards.device)
 
 
+TWINS_CHECKED = weakref.WeakKeyDictionary()  # agent -> "categorical", "normal" or None (no twin)
+
+
 def make_sampler(agent: Agent, rng: np.random.Generator, probe: np.ndarray) -> Callable:
     """obs -> actions drawn from pi, for one rollout: a numpy twin of obs_norm and agent.actor (each
-    call costs less than torch's), then Gumbel-max or mean + std N(0, 1). It is used only if every
-    layer has a twin here and it reproduces agent.dist on the probe; else torch samples."""
+    call costs less than torch's), then Gumbel-max or mean + std N(0, 1). The twin is used only if
+    every layer has one here and, checked on the agent's first rollout, it reproduces agent.dist on
+    the probe observations; else torch samples, slower but the same policy."""
     numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731  (on the CPU a view, no copy)
     twins = {nn.Sequential: None, nn.Identity: None, nn.Tanh: lambda m: np.tanh,
              nn.ReLU: lambda m: lambda x: np.maximum(x, 0),
@@ -534,29 +540,36 @@ def make_sampler(agent: Agent, rng: np.random.Generator, probe: np.ndarray) -> C
             return agent.dist(agent.policy_params(obs))
 
     modules = [agent.obs_norm, *(m for _, m in agent.actor.named_modules(remove_duplicate=False))]
-    if all(type(m) in twins for m in modules):
-        layers = [twins[type(m)](m) for m in modules if twins[type(m)]]
+    layers = [twins[type(m)](m) for m in modules if twins[type(m)]] if all(
+        type(m) in twins for m in modules) else None
 
-        def forward(x: np.ndarray) -> np.ndarray:
-            for layer in layers:
-                x = layer(x)
-            return x
+    def forward(x: np.ndarray) -> np.ndarray:
+        for layer in layers:
+            x = layer(x)
+        return x
 
+    if layers is not None and agent not in TWINS_CHECKED:
         out, probed = forward(np.asarray(probe, dtype=np.float32)), policy(probe)
         same = lambda t, x: np.allclose(numpy(t), x, 1e-4, 1e-5, equal_nan=True)  # noqa: E731
-        if isinstance(probed, Categorical) and same(probed.logits, out - np.logaddexp.reduce(
-                out, -1, keepdims=True)):
-            def categorical(obs: np.ndarray) -> np.ndarray:  # argmax(z + Gumbel noise) ~ softmax(z)
-                logits = forward(obs)
-                return (logits + rng.gumbel(size=logits.shape)).argmax(-1)
-            return categorical
-        gaussian = isinstance(getattr(probed, "base_dist", None), Normal)
-        std = numpy(probed.stddev[0]) if gaussian else None
-        if gaussian and same(probed.mean, out) and same(probed.stddev, std + 0 * out):
-            def normal(obs: np.ndarray) -> np.ndarray:  # mean + std N(0, 1)
-                mean = forward(obs)
-                return mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
-            return normal
+        normal = isinstance(getattr(probed, "base_dist", None), Normal)
+        TWINS_CHECKED[agent] = (
+            "categorical" if isinstance(probed, Categorical) and same(
+                probed.logits, out - np.logaddexp.reduce(out, -1, keepdims=True))
+            else "normal" if normal and same(probed.mean, out) and same(
+                probed.stddev, numpy(probed.stddev[:1]) + 0 * out) else None)
+    kind = TWINS_CHECKED.get(agent) if layers is not None else None
+    if kind == "categorical":
+        def categorical(obs: np.ndarray) -> np.ndarray:  # argmax(z + Gumbel noise) ~ softmax(z)
+            logits = forward(obs)
+            return (logits + rng.gumbel(size=logits.shape)).argmax(-1)
+        return categorical
+    if kind == "normal":
+        std = numpy(policy(np.asarray(probe)[:1]).stddev[0])  # this rollout's std
+
+        def normal(obs: np.ndarray) -> np.ndarray:  # mean + std N(0, 1)
+            mean = forward(obs)
+            return mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
+        return normal
     return lambda obs: policy(obs).sample().cpu().numpy()
 
 
@@ -616,6 +629,7 @@ class Run:
             wandb.define_metric("*", step_metric="global_step")
             self.wandb = wandb
         self.returns, self.start, self.stopping = deque(maxlen=100), time.perf_counter(), False
+        self.flushed = 0.0  # when the outputs were last flushed
         self.main_thread = threading.current_thread() is threading.main_thread()  # gets the signals
         self.previous = signal.signal(signal.SIGINT, self.ctrl_c) if self.main_thread else None
 
@@ -626,8 +640,9 @@ class Run:
 
     def check_finite(self, global_step: int, **values) -> None:
         """A NaN or infinite loss stops the run in one line: it would train on, and save, NaN."""
+        values = {name: torch.as_tensor(value).item() for name, value in values.items()}
         if not all(math.isfinite(value) for value in values.values()):
-            detail = ", ".join(f"{name} {float(value):.4g}" for name, value in values.items())
+            detail = ", ".join(f"{name} {value:.4g}" for name, value in values.items())
             sys.exit(f"error: the update became non-finite at step {global_step} ({detail}); lower "
                      "the learning rate or step size, or check the env's observations and rewards")
 
@@ -646,13 +661,17 @@ class Run:
                                    "charts/episodic_length": int(length)})
 
     def log_iteration(self, global_step: int, values: dict) -> None:
-        sps = int(global_step / (time.perf_counter() - self.start))
+        now = time.perf_counter()
+        sps = int(global_step / (now - self.start))
         self.log(global_step, {"charts/SPS": sps, **values})
-        self.file.flush()
         mean_return = f"{np.mean(self.returns):.1f}" if self.returns else "n/a"
         eta = max(self.args.total_timesteps - global_step, 0) / max(sps, 1)
+        flush = now - self.flushed > 1  # once a second at most: a flush outlasts a short rollout
+        if flush:
+            self.file.flush()
+            self.flushed = now
         print(f"step {global_step}/{self.args.total_timesteps} | SPS {sps} | return {mean_return} "
-              f"| ETA {eta:.0f}s", flush=True)
+              f"| ETA {eta:.0f}s", flush=flush)
 
     def finish(self, agent: Agent, global_step: int, **state) -> None:
         """Saves the model and `state` if asked (atomically: no truncated file); evaluates it."""
