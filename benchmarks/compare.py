@@ -26,7 +26,7 @@ PLATEAU = 3000  # HalfCheetah: a seed's training return either stays below ~2000
 COMPARISONS = [
     ("`trpo.py`, zoo preset (joint KL 0.01) against sb3-contrib, zoo preset",
      ("mujoco", "trpo.py"), ("mujoco", "sb3-contrib-TRPO")),
-    ("identical settings: zoo preset, sb3-contrib's KL (`--max-kl 0.01d --cg-damping 0.1d`), 2 x 1024 steps",
+    ("identical settings: zoo preset, sb3-contrib's KL (`--max-kl 0.06 --cg-damping 0.6`, Hopper `0.03` / `0.3`), 2 x 1024 steps",
      ("mujoco_sb3kl", "trpo.py"), ("mujoco", "sb3-contrib-TRPO")),
     ("identical settings: the same with 2 x 512 steps",
      ("mujoco_b1024", "trpo.py"), ("mujoco_b1024", "sb3-contrib-TRPO")),

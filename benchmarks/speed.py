@@ -120,6 +120,17 @@ MATCHUPS = [
                                                   "max_grad_norm": 0.5, "normalize_advantage": False,
                                                   "policy_kwargs": NETS}),
             ], note="optimizer: ours Adam, SB3 A2C its default RMSprop (one step per segment either way)."),
+    Matchup("actor_critic-halfcheetah", "HalfCheetah-v5", "actor_critic.py",
+            ["--num-envs", "1", "--num-steps", "5", "--learning-rate", "7e-4", "--gae-lambda", "1.0",
+             "--ent-coef", "0.0", "--vf-coef", "0.5", "--max-grad-norm", "0.5", "--rmsprop"],
+            "MuJoCo preset: rl-baselines3-zoo's A2C shape, 1 env x 5 steps, one gradient step per segment, "
+            "RMSprop, lr 7e-4 (linear decay), lambda 1, ent 0, obs normalisation + reward scaling", [
+                Peer("SB3 A2C, 1 thread", "a2c", {"n_envs": 1, "normalize": NORMALIZE, "n_steps": 5,
+                                                  "learning_rate": 7e-4, "linear_lr": True, "gamma": 0.99,
+                                                  "gae_lambda": 1.0, "ent_coef": 0.0, "vf_coef": 0.5,
+                                                  "max_grad_norm": 0.5, "normalize_advantage": False,
+                                                  "policy_kwargs": NETS}),
+            ]),
     Matchup("trpo-cartpole", "CartPole-v1", "trpo.py",
             ["--num-envs", "2", "--num-steps", "512", "--num-minibatches", "8", "--update-epochs", "10",
              "--cg-iters", "10", *TRPO],
@@ -143,7 +154,6 @@ MATCHUPS = [
       for script in ("reinforce.py", "vpg_baseline.py", "npg.py", "ppo_kl.py")],
     *[Matchup(f"{script[:-3]}-halfcheetah", "HalfCheetah-v5", script, flags, preset=True)
       for script, flags in (("reinforce.py", None), ("vpg_baseline.py", None),
-                            ("actor_critic.py", ["--num-envs", "16", "--gae-lambda", "0.95", "--ent-coef", "0.01"]),
                             ("npg.py", ["--num-envs", "2", "--num-steps", "1024", "--num-minibatches", "16",
                                         "--update-epochs", "20", "--cg-iters", "25"]),
                             ("ppo_kl.py", PPO_MUJOCO))],

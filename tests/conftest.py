@@ -27,14 +27,24 @@ def only_run_dir(cwd) -> str:
 
 @pytest.fixture
 def run_script(tmp_path):
-    """Run a script as a user would (a fresh interpreter, cwd = tmp_path); returns the CompletedProcess."""
+    """Run a script as a user would (a fresh interpreter, cwd = tmp_path); returns the
+    CompletedProcess."""
 
     def run(script: str, *args: str, env: dict | None = None, check: bool = True):
         environment = {**os.environ, "PYTHONPATH": ROOT, "WANDB_MODE": "offline", **(env or {})}
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=tmp_path, env=environment,
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, os.path.join(ROOT, script), *args],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+            raise AssertionError(
+                f"{script} {' '.join(args)} failed ({proc.returncode}):\n"
+                f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+            )
         return proc
 
     return run

@@ -4,6 +4,7 @@ seven scripts; the helpers several scripts share, identical; the skeleton's orde
 plumbing function covers the other six."""
 
 import ast
+import glob
 import os
 import re
 
@@ -207,9 +208,12 @@ def test_the_algorithm_comes_first(script):
     assert project <= {"gae"}  # the only project import
 
 
-@pytest.mark.parametrize("path", [*LADDER, "gae.py"])
+TESTS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "tests", "*.py")))
+
+
+@pytest.mark.parametrize("path", [*LADDER, "gae.py", *TESTS])
 def test_lines_are_at_most_100_columns(path):
-    """The limit of pyproject.toml's [tool.ruff] line-length, checked here without ruff."""
+    """The scripts, gae.py and the tests: the limit of pyproject.toml's [tool.ruff] line-length."""
     long = [i + 1 for i, line in enumerate(text(path).splitlines()) if len(line) > 100]
     assert not long, f"{path}: lines {long} are longer than 100 columns"
 
