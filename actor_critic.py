@@ -18,7 +18,7 @@ are rl-baselines3-zoo's A2C for CartPole-v1 with Adam and a decaying rate (SB3: 
 
     python actor_critic.py                           # CartPole-v1: 8 envs x 5 steps, TD(0)
     python actor_critic.py --env-id HalfCheetah-v5 --total-timesteps 1000000 --num-envs 1 \
-        --num-steps 5 --gae-lambda 1.0 --rmsprop     # MuJoCo preset: SB3's A2C, decaying rate
+        --num-steps 5 --gae-lambda 1.0 --rmsprop --no-anneal-lr  # MuJoCo preset: SB3's A2C
     python actor_critic.py --eval-checkpoint runs/RUN/actor_critic.pt --capture-video
 """
 
