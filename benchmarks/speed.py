@@ -122,11 +122,12 @@ MATCHUPS = [
             ], note="optimizer: ours Adam, SB3 A2C its default RMSprop (one step per segment either way)."),
     Matchup("actor_critic-halfcheetah", "HalfCheetah-v5", "actor_critic.py",
             ["--num-envs", "1", "--num-steps", "5", "--learning-rate", "7e-4", "--gae-lambda", "1.0",
-             "--ent-coef", "0.0", "--vf-coef", "0.5", "--max-grad-norm", "0.5", "--rmsprop"],
+             "--ent-coef", "0.0", "--vf-coef", "0.5", "--max-grad-norm", "0.5", "--rmsprop",
+             "--no-anneal-lr"],
             "MuJoCo preset: rl-baselines3-zoo's A2C shape, 1 env x 5 steps, one gradient step per segment, "
-            "RMSprop, lr 7e-4 (linear decay), lambda 1, ent 0, obs normalisation + reward scaling", [
+            "RMSprop, lr 7e-4 (constant), lambda 1, ent 0, obs normalisation + reward scaling", [
                 Peer("SB3 A2C, 1 thread", "a2c", {"n_envs": 1, "normalize": NORMALIZE, "n_steps": 5,
-                                                  "learning_rate": 7e-4, "linear_lr": True, "gamma": 0.99,
+                                                  "learning_rate": 7e-4, "gamma": 0.99,
                                                   "gae_lambda": 1.0, "ent_coef": 0.0, "vf_coef": 0.5,
                                                   "max_grad_norm": 0.5, "normalize_advantage": False,
                                                   "policy_kwargs": NETS}),

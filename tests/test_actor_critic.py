@@ -321,6 +321,19 @@ def test_shared_network_checkpoint_reloads(tmp_path, monkeypatch):
         torch.testing.assert_close(loaded.value(obs), agent.value(obs))
 
 
+@pytest.mark.parametrize("rmsprop, first_step", [(False, 1.0), (True, 10.0)])
+def test_rmsprop_flag_takes_the_a2c_optimizer(rmsprop, first_step, tmp_path, monkeypatch):
+    """The first step of an optimizer from zero state moves each weight by a fixed multiple of the
+    learning rate, whatever the gradient's size: Adam by lr (bias-corrected m / sqrt(v) = sign g),
+    RMSprop with alpha 0.99 by lr g / sqrt(0.01 g^2) = 10 lr. One update on CartPole, so the
+    largest change of any weight tells which optimizer --rmsprop built, and with which alpha."""
+    lr = 1e-4
+    agent = train_recorded(tmp_path, monkeypatch, num_envs=2, num_steps=8, total_timesteps=16,
+                           learning_rate=lr, anneal_lr=False, rmsprop=rmsprop)
+    moved = max((agent.state_dict()[k] - v).abs().max().item() for k, v in agent.initial.items())
+    assert moved / lr == pytest.approx(first_step, rel=0.01)
+
+
 # One-line mistakes that this suite must catch (`python tests/mutants.py --only actor_critic`):
 # (name, file, exact text, its replacement[, text, replacement ...]).
 MUTANTS = [
@@ -375,4 +388,8 @@ MUTANTS = [
      "actor_critic.py", "rewards, running_return = scale_rewards(", "rewards, _ = scale_rewards("),
     ("actor_critic: no gradient clipping", "actor_critic.py",
      "nn.utils.clip_grad_norm_(parameters, args.max_grad_norm, foreach=True)", "pass"),
+    ("actor_critic: --rmsprop ignored (always Adam)", "actor_critic.py",
+     "foreach=True) if args.rmsprop", "foreach=True) if False"),
+    ("actor_critic: RMSprop's alpha 0.9 (not SB3's 0.99)", "actor_critic.py",
+     "alpha=0.99, eps=1e-5,", "alpha=0.9, eps=1e-5,"),
 ]
