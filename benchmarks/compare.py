@@ -1,4 +1,5 @@
-"""Seed-level statistics for the trpo.py / sb3-contrib TRPO comparisons of the README, from the committed results.
+"""Seed-level statistics for the comparisons with the peers (trpo.py / sb3-contrib TRPO, actor_critic.py / SB3 A2C),
+from the committed results.
 
 Each comparison is two rows of `results/<grid>.json` (a script in a grid) on one env: the final returns of their
 seeds, in training (the last 100 episodes) and in evaluation (10 deterministic episodes), compared by an exact
@@ -7,6 +8,7 @@ two-sided Mann-Whitney U test (every split of the pooled seeds enumerated; ties 
 the seeds whose training return ends above 3000 are also counted and compared by Fisher's exact test.
 
     python benchmarks/compare.py        # writes results/trpo_vs_sb3_contrib_seeds.md and prints it
+    python benchmarks/compare.py --a2c  # writes results/a2c_vs_sb3_seeds.md: actor_critic.py against SB3 A2C
 
 Plain Python (no scipy): the tests are small enough to enumerate.
 """
@@ -34,6 +36,12 @@ COMPARISONS = [
      ("mujoco_b1024", "trpo.py"), ("mujoco", "sb3-contrib-TRPO")),
     ("ablation: `trpo_sb3norm.py` (SB3's per-step normalisation) against `trpo.py`, 2 x 512",
      ("ablation_sb3norm", "trpo_sb3norm.py"), ("mujoco_b1024", "trpo.py")),
+]
+
+A2C_COMPARISONS = [
+    ("identical settings: rl-baselines3-zoo's A2C on MuJoCo (1 env x 5 steps, RMSprop, constant lr 7e-4, lambda 1, "
+     "no entropy bonus, observation and reward normalisation; the value loss's weight aside, docs/actor_critic.md)",
+     ("mujoco_a2c", "actor_critic.py"), ("mujoco_a2c", "sb3-A2C")),
 ]
 
 
@@ -92,13 +100,17 @@ def compare(ours: list, theirs: list) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=os.path.join(RESULTS, "trpo_vs_sb3_contrib_seeds.md"))
+    parser.add_argument("--a2c", action="store_true", help="actor_critic.py against SB3 A2C instead")
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    out = ["# trpo.py against sb3-contrib TRPO, seed by seed", "",
-           "`python benchmarks/compare.py`, from the committed `results/*.json` (the commands, dates and code versions of",
+    a2c = args.a2c
+    args.out = args.out or os.path.join(RESULTS, "a2c_vs_sb3_seeds.md" if a2c else "trpo_vs_sb3_contrib_seeds.md")
+    title = "actor_critic.py against SB3 A2C" if a2c else "trpo.py against sb3-contrib TRPO"
+    out = [f"# {title}, seed by seed", "",
+           f"`python benchmarks/compare.py{' --a2c' if a2c else ''}`, from the committed `results/*.json` (the commands, dates and code versions of",
            "every cell are in the matching `results/<grid>.md`). Exact two-sided Mann-Whitney U on the final return of",
            "each seed; mean +- std over the seeds. \"ahead\" / \"behind\" only where p < 0.05.", ""]
-    for what, (grid_a, script_a), (grid_b, script_b) in COMPARISONS:
+    for what, (grid_a, script_a), (grid_b, script_b) in A2C_COMPARISONS if a2c else COMPARISONS:
         out += [f"## {what}", "", f"`{script_a}` in `{grid_a}` against `{script_b}` in `{grid_b}`.", ""]
         for env in ENVS:
             ours, theirs = seeds_of(grid_a, script_a, env), seeds_of(grid_b, script_b, env)
@@ -107,7 +119,7 @@ def main() -> None:
                 continue
             out.append(f"- {env}, seeds {seed_list(ours)} against {seed_list(theirs)}:")
             out += [f"  - {line}" for line in compare(ours, theirs)]
-            if env == "HalfCheetah-v5":
+            if env == "HalfCheetah-v5" and not a2c:
                 a = sum(c["last100_return"] > PLATEAU for c in ours)
                 b = sum(c["last100_return"] > PLATEAU for c in theirs)
                 out.append(f"  - off the plateau (training return above {PLATEAU}): {a} of {len(ours)} against {b} of "
