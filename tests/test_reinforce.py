@@ -227,6 +227,28 @@ def steps_into_episodes(dones: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return j, left
 
 
+def check_batch_scaling(calls, steps, gamma: float) -> list:
+    """The scale_rewards calls of a whole-episode script on CartPole (reward 1 per step), each
+    recorded as (dones, carry, valid, mean, var, count) after the call, against the env steps
+    logged: a zero carry, the valid mask counting every env step once (with padding somewhere),
+    and the running statistics of the return pooled by hand over every valid step so far.
+    Returns, per call, (valid, steps left in each step's episode, the expected variance)."""
+    assert all(valid is not None for _, _, valid, *_ in calls)
+    assert any(not valid.all() for _, _, valid, *_ in calls)  # episodes of different lengths: pads
+    so_far, checked = [], []
+    for (dones, carry, valid, mean, var, count), before, after in zip(calls, steps, steps[1:]):
+        assert int(valid.sum()) == after - before  # every env step, once
+        assert torch.equal(carry, torch.zeros(2))
+        j, left = steps_into_episodes(dones)
+        so_far += ((1 - gamma ** (j + 1)) / (1 - gamma))[valid].tolist()
+        expected_mean, expected_var, expected_count = pooled_statistics(so_far)
+        assert count.item() == pytest.approx(expected_count, rel=1e-6)
+        assert mean.item() == pytest.approx(expected_mean, rel=1e-5)
+        assert var.item() == pytest.approx(expected_var, rel=1e-5)
+        checked.append((valid, left, expected_var))
+    return checked
+
+
 def test_reward_scaling_in_the_loop(tmp_path, monkeypatch):
     """End to end on CartPole (reward 1 per step) with --norm-reward, gamma 0.9: every batch starts
     new episodes, so scale_rewards gets a zero carry; it gets the valid mask, so the statistics it
@@ -254,19 +276,7 @@ def test_reward_scaling_in_the_loop(tmp_path, monkeypatch):
     (run_dir,) = glob.glob(str(tmp_path / "runs" / "*__scaled__*"))
     steps = [0] + [m["global_step"] for m in read_metrics(run_dir) if "charts/SPS" in m]
     assert len(calls) == len(seen) == len(steps) - 1 >= 2
-    assert all(valid is not None for _, _, valid, *_ in calls)
-    assert any(not valid.all() for _, _, valid, *_ in calls)  # episodes of different lengths: pads
-    so_far = []
-    for (dones, carry, valid, mean, var, count), weights, before, after in zip(
-            calls, seen, steps, steps[1:]):
-        assert int(valid.sum()) == after - before  # every env step, once
-        assert torch.equal(carry, torch.zeros(2))
-        j, left = steps_into_episodes(dones)
-        so_far += ((1 - gamma ** (j + 1)) / (1 - gamma))[valid].tolist()
-        expected_mean, expected_var, expected_count = pooled_statistics(so_far)
-        assert count.item() == pytest.approx(expected_count, rel=1e-6)
-        assert mean.item() == pytest.approx(expected_mean, rel=1e-5)
-        assert var.item() == pytest.approx(expected_var, rel=1e-5)
+    for (valid, left, expected_var), weights in zip(check_batch_scaling(calls, steps, gamma), seen):
         to_go = (1 - gamma**left) / (1 - gamma) / math.sqrt(expected_var + 1e-8)
         torch.testing.assert_close(weights.sort().values, to_go[valid].sort().values)
 

@@ -12,7 +12,7 @@ import vpg_baseline
 from conftest import read_metrics
 from exact_gradients import (DTYPE, bandit, per_episode_gradients, random_mdp, sample_episodes,
                              total_variance, z_scores)
-from test_reinforce import pooled_statistics, steps_into_episodes
+from test_reinforce import check_batch_scaling
 from vpg_baseline import Agent, Args, advantages_and_returns, policy_gradient_loss, value_loss
 
 SMOKE = {  # for test_scripts.py: a CartPole run of 128 steps, every iteration's keys, bad input
@@ -328,19 +328,8 @@ def test_reward_scaling_in_the_loop(tmp_path, monkeypatch):
     (run_dir,) = glob.glob(str(tmp_path / "runs" / "*__scaled__*"))
     steps = [0] + [m["global_step"] for m in read_metrics(run_dir) if "charts/SPS" in m]
     assert len(calls) == len(estimated) == len(steps) - 1 >= 2
-    assert all(valid is not None for _, _, valid, *_ in calls)
-    assert any(not valid.all() for _, _, valid, *_ in calls)  # episodes of different lengths: pads
-    so_far = []
-    for (dones, carry, valid, mean, var, count), rewards, before, after in zip(
-            calls, estimated, steps, steps[1:]):
-        assert int(valid.sum()) == after - before  # every env step, once
-        assert torch.equal(carry, torch.zeros(2))
-        j, _ = steps_into_episodes(dones)
-        so_far += ((1 - gamma ** (j + 1)) / (1 - gamma))[valid].tolist()
-        expected_mean, expected_var, expected_count = pooled_statistics(so_far)
-        assert count.item() == pytest.approx(expected_count, rel=1e-6)
-        assert mean.item() == pytest.approx(expected_mean, rel=1e-5)
-        assert var.item() == pytest.approx(expected_var, rel=1e-5)
+    checked = check_batch_scaling(calls, steps, gamma)
+    for (valid, _, expected_var), rewards in zip(checked, estimated):
         torch.testing.assert_close(rewards, valid / math.sqrt(expected_var + 1e-8))
 
 
