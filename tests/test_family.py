@@ -11,16 +11,8 @@ import re
 import pytest
 
 from conftest import ROOT
+from test_scripts import LADDER
 
-LADDER = [
-    "reinforce.py",
-    "vpg_baseline.py",
-    "actor_critic.py",
-    "npg.py",
-    "trpo.py",
-    "ppo_kl.py",
-    "ppo_clip.py",
-]
 BANNER = "# Plumbing"  # the banner's text line (between two lines of '=')
 VECTOR = {"actor_critic.py", "npg.py", "trpo.py", "ppo_kl.py", "ppo_clip.py"}
 # Plumbing a script may lack, and why. Everything else below the banner is the same in all seven.
