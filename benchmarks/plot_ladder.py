@@ -14,9 +14,10 @@ from plot import plot_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
-# Each rung at the MuJoCo preset its page documents: the first two rungs' 1M-step presets, actor_critic.py at
-# SB3 A2C's zoo settings, the rest at their main MuJoCo presets (benchmarks/run.py).
-LADDER = ["mujoco.json:reinforce.py", "mujoco.json:vpg_baseline.py", "mujoco_a2c.json:actor_critic.py",
+# Each rung at the MuJoCo preset its page documents: reinforce.py's 1M-step preset, vpg_baseline.py at the same
+# step budget (its grid `vpg_step`), actor_critic.py at SB3 A2C's zoo settings, the rest at their main MuJoCo
+# presets (benchmarks/run.py).
+LADDER = ["mujoco.json:reinforce.py", "vpg_step.json:vpg_baseline.py", "mujoco_a2c.json:actor_critic.py",
           "mujoco.json:npg.py", "mujoco.json:trpo.py", "mujoco.json:ppo_kl.py", "mujoco.json:ppo_clip.py"]
 ENVS = ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"]
 
