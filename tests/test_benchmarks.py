@@ -1,7 +1,8 @@
 """The benchmark tooling (benchmarks/): the sweep's grid has presets in run.py, one sweep cell runs
 end to end offline, run.py's summary (and plot.py's table) of synthetic metrics is right, a peer's
 cell runs benchmarks/peers.py with the peer's settings, the sb3norm ablation still patches trpo.py,
-and compare.py's seed statistics match values worked out by hand.
+compare.py's seed statistics and a2c_step_kl.py's per-window summary match values worked
+out by hand.
 
     .venv/bin/python -m pytest -q tests/test_benchmarks.py
 """
@@ -225,3 +226,13 @@ def test_the_seed_statistics_of_compare_py():
     assert abs(compare.fisher_exact(8, 8, 1, 8) - 16 / 11440) < 1e-12
     assert abs(compare.fisher_exact(3, 8, 8, 8) - 112 / 4368) < 1e-12
     assert abs(compare.fisher_exact(4, 8, 4, 8) - 1.0) < 1e-12
+
+
+def test_a2c_step_kl_windows_summarise_each_window_by_hand():
+    import a2c_step_kl
+
+    # window 1 (steps 1-10): KLs 0.5, 2.0, 0.1, 0.2; window 2 (11-20): none; window 3: one KL of 3.0
+    pairs = np.array([[5, 0.5], [10, 2.0], [3, 0.1], [7, 0.2], [25, 3.0]])
+    cells = a2c_step_kl.windows(pairs, window=10, total=30)
+    p99 = np.quantile([0.5, 2.0, 0.1, 0.2], 0.99)
+    assert cells == [f"0.700 / {p99:.2f} / 2.0 / 25.0 %", "n/a", "3.000 / 3.00 / 3.0 / 100.0 %"]
